@@ -1,0 +1,568 @@
+//! One function per subcommand: load → compile → execute, and the exit-code classification.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use chrono::NaiveDate;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, RunArgs, RunsCommand};
+use crate::diag::Diagnostic;
+use crate::engine::Engine;
+use crate::exec::{self, ExecEvent, ExecOptions, ExecPlan, ExecTask, TaskError, TaskRunner, TaskStatus};
+use crate::plan::{self, Plan};
+use crate::spec::{self, LoadOptions, Project};
+use crate::stores::runs::{self, RunState, RunStatus, TaskState, TaskStateStatus};
+use crate::stores::tables::Tables;
+use crate::stores::Storage;
+use crate::tasks::{self, RunContext, TaskCx, TaskOutput};
+
+/// Exit codes (DESIGN.md): 0 success, 1 a run failed, 2 invalid project or usage, 3 a
+/// blocking data contract was violated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    RunFailed = 1,
+    Usage = 2,
+    Contract = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(e as u8)
+    }
+}
+
+/// An error that ends the command: what to print and which exit code.
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure { exit: Exit::Usage, message: message.into(), diagnostics: vec![] }
+    }
+    fn diags(diagnostics: Vec<Diagnostic>) -> Failure {
+        let n = diagnostics.len();
+        Failure { exit: Exit::Usage, message: format!("{n} problem{} found", if n == 1 { "" } else { "s" }), diagnostics }
+    }
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging(cli.global.verbose);
+    let json = cli.global.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::RunFailed.into();
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    match result {
+        Ok(exit) => exit.into(),
+        Err(failure) => {
+            report_failure(&failure, json);
+            failure.exit.into()
+        }
+    }
+}
+
+fn report_failure(failure: &Failure, json: bool) {
+    if json {
+        let value = serde_json::json!({
+            "ok": false,
+            "exit_code": failure.exit as u8,
+            "error": failure.message,
+            "diagnostics": failure.diagnostics,
+        });
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    }
+    let mut err = std::io::stderr().lock();
+    for d in &failure.diagnostics {
+        let _ = writeln!(err, "{d}");
+    }
+    let _ = writeln!(err, "error: {}", failure.message);
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,datafusion=warn,deltalake_core=warn",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTJAR_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).try_init();
+}
+
+async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Validate { path } => validate(path.as_deref().unwrap_or(&g.project), g.json),
+        Command::Plan { pipeline, run } => show_plan(&g.project, pipeline, run, g.json),
+        Command::Run { pipeline, run, resume, dry_run } => {
+            if *dry_run {
+                show_plan(&g.project, pipeline, run, g.json)
+            } else {
+                run_pipeline(&g.project, pipeline, run, resume.as_deref(), g.json).await
+            }
+        }
+        Command::Runs { command } => runs_command(&g.project, command, g.json).await,
+        Command::Schema => {
+            println!("{}", crate::schema::project_schema_json());
+            Ok(Exit::Success)
+        }
+    }
+}
+
+fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+fn parse_ds(ds: Option<&str>) -> Result<NaiveDate, Failure> {
+    match ds {
+        None => Ok(today()),
+        Some(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| Failure::usage(format!("`--ds {text}` is not a date (YYYY-MM-DD)"))),
+    }
+}
+
+fn parse_vars(vars: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    vars.iter()
+        .map(|v| match v.split_once('=') {
+            Some((k, val)) if !k.is_empty() => Ok((k.to_string(), val.to_string())),
+            _ => Err(Failure::usage(format!("`--var {v}` must be KEY=VALUE"))),
+        })
+        .collect()
+}
+
+fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Failure> {
+    spec::load_project(dir, options).map_err(Failure::diags)
+}
+
+fn validate(dir: &Path, json: bool) -> Result<Exit, Failure> {
+    let options = LoadOptions { ds: today(), vars: vec![], only_pipeline: None };
+    let project = load(dir, &options)?;
+    let diags = plan::check_project(&project);
+    if !diags.is_empty() {
+        return Err(Failure::diags(diags));
+    }
+    let n_tasks: usize = project.pipelines.iter().map(|p| p.tasks.len()).sum();
+    if json {
+        let pipelines: Vec<_> = project.pipelines.iter().map(|p| serde_json::json!({"name": p.name, "tasks": p.tasks.len(), "file": p.file.path})).collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"ok": true, "project": project.config.name, "pipelines": pipelines})).unwrap_or_default());
+    } else {
+        println!("ok: project `{}`, {} pipeline{}, {} task{}", project.config.name, project.pipelines.len(), plural(project.pipelines.len()), n_tasks, plural(n_tasks));
+    }
+    Ok(Exit::Success)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn compile_for_run(dir: &Path, pipeline: &str, args: &RunArgs, ds: NaiveDate, vars: Vec<(String, String)>) -> Result<(Project, Plan, Vec<bool>), Failure> {
+    let options = LoadOptions { ds, vars, only_pipeline: Some(pipeline.to_string()) };
+    let project = load(dir, &options)?;
+    let plan = plan::compile(&project, pipeline).map_err(Failure::diags)?;
+    let mask = plan.select(&args.select).map_err(Failure::usage)?;
+    Ok((project, plan, mask))
+}
+
+fn show_plan(dir: &Path, pipeline: &str, args: &RunArgs, json: bool) -> Result<Exit, Failure> {
+    let ds = parse_ds(args.ds.as_deref())?;
+    let (project, plan, mask) = compile_for_run(dir, pipeline, args, ds, parse_vars(&args.vars)?)?;
+    let (exec_plan, map) = to_exec_plan(&plan, &mask);
+    let order = exec::topo_order(&exec_plan).map_err(|e| Failure::usage(e.to_string()))?;
+    if json {
+        let tasks: Vec<_> = order
+            .iter()
+            .map(|&i| {
+                let t = &plan.tasks[map[i]];
+                serde_json::json!({
+                    "id": t.id, "kind": t.kind.name(),
+                    "depends_on": t.deps.iter().filter(|&&d| mask[d]).map(|&d| plan.tasks[d].id.clone()).collect::<Vec<_>>(),
+                    "reads": t.inputs, "writes": t.outputs, "retries": t.retries,
+                    "timeout_s": t.timeout.map(|d| d.as_secs()), "location": t.location,
+                })
+            })
+            .collect();
+        let value = serde_json::json!({"project": project.config.name, "pipeline": plan.pipeline, "ds": ds.to_string(), "tasks": tasks, "external_inputs": plan.external_inputs});
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    } else {
+        println!("pipeline `{}` (ds {ds}): {} of {} tasks selected, in order", plan.pipeline, map.len(), plan.tasks.len());
+        let rows: Vec<Vec<String>> = order
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| {
+                let t = &plan.tasks[map[i]];
+                let deps: Vec<&str> = t.deps.iter().filter(|&&d| mask[d]).map(|&d| plan.tasks[d].id.as_str()).collect();
+                vec![(n + 1).to_string(), t.id.clone(), t.kind.name().to_string(), deps.join(","), t.inputs.join(","), t.outputs.join(",")]
+            })
+            .collect();
+        print_table(&["#", "task", "kind", "after", "reads", "writes"], &rows);
+        if !plan.external_inputs.is_empty() {
+            println!("reads from other pipelines: {}", plan.external_inputs.join(", "));
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// The executor's view of the selected tasks: indices remapped, edges to unselected tasks
+/// dropped (their tables are read as they are). Returns the plan and exec index → plan index.
+fn to_exec_plan(plan: &Plan, mask: &[bool]) -> (ExecPlan, Vec<usize>) {
+    let map: Vec<usize> = (0..plan.tasks.len()).filter(|&i| mask[i]).collect();
+    let back: HashMap<usize, usize> = map.iter().enumerate().map(|(e, &p)| (p, e)).collect();
+    let tasks = map
+        .iter()
+        .map(|&p| {
+            let t = &plan.tasks[p];
+            ExecTask {
+                name: t.id.clone(),
+                deps: t.deps.iter().filter_map(|d| back.get(d).copied()).collect(),
+                retries: t.retries,
+                retry_delay: t.retry_delay,
+                max_retry_delay: t.max_retry_delay,
+                timeout: t.timeout,
+            }
+        })
+        .collect();
+    (ExecPlan { tasks }, map)
+}
+
+struct Runner {
+    ctx: Arc<RunContext>,
+    plan: Arc<Plan>,
+    map: Vec<usize>,
+}
+
+#[async_trait::async_trait]
+impl TaskRunner for Runner {
+    type Output = TaskOutput;
+
+    async fn run(&self, task_idx: usize, attempt: u32, cancel: CancellationToken) -> Result<TaskOutput, TaskError> {
+        let task = &self.plan.tasks[self.map[task_idx]];
+        tracing::info!(run_id = %self.ctx.run_id, task = %task.id, attempt, "task started");
+        let cx = TaskCx { run: &self.ctx, task, cancel };
+        tasks::run(&cx).await
+    }
+}
+
+async fn open_storage(project: &Project) -> Result<Storage, Failure> {
+    let storage_cfg = &project.config.storage;
+    Storage::open(&storage_cfg.root, &storage_cfg.options, &project.dir).await.map_err(|e| Failure::usage(format!("{e}")))
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+async fn run_pipeline(dir: &Path, pipeline: &str, args: &RunArgs, resume: Option<&str>, json: bool) -> Result<Exit, Failure> {
+    // Resume takes ds and vars from the run it continues: the same interval, the same inputs.
+    let mut previous: Option<RunState> = None;
+    let (ds, vars) = if let Some(run_id) = resume {
+        let options = LoadOptions { ds: today(), vars: vec![], only_pipeline: Some(pipeline.to_string()) };
+        let project = load(dir, &options)?;
+        let storage = open_storage(&project).await?;
+        let state = runs::load(&storage, pipeline, run_id)
+            .await
+            .map_err(|e| Failure::usage(e.to_string()))?
+            .ok_or_else(|| Failure::usage(format!("no run `{run_id}` of pipeline `{pipeline}`")))?;
+        if args.ds.as_deref().is_some_and(|d| d != state.ds) {
+            return Err(Failure::usage(format!("run `{run_id}` has ds {}; `--resume` keeps it (drop `--ds`)", state.ds)));
+        }
+        let ds = parse_ds(Some(&state.ds))?;
+        let vars = state.vars.clone();
+        previous = Some(state);
+        (ds, vars)
+    } else {
+        (parse_ds(args.ds.as_deref())?, parse_vars(&args.vars)?)
+    };
+
+    let (project, plan, mask) = compile_for_run(dir, pipeline, args, ds, vars.clone())?;
+    let storage = open_storage(&project).await?;
+    let (exec_plan, map) = to_exec_plan(&plan, &mask);
+    let run_id = previous.as_ref().map_or_else(runs::new_run_id, |s| s.run_id.clone());
+
+    let pre_completed: Vec<bool> = map
+        .iter()
+        .map(|&p| {
+            previous.as_ref().is_some_and(|s| {
+                s.tasks.iter().any(|t| t.id == plan.tasks[p].id && matches!(t.status, TaskStateStatus::Succeeded | TaskStateStatus::Skipped))
+            })
+        })
+        .collect();
+
+    let mut state = RunState {
+        run_id: run_id.clone(),
+        pipeline: pipeline.to_string(),
+        ds: ds.to_string(),
+        vars: vars.clone(),
+        status: RunStatus::Running,
+        started_at: previous.as_ref().map_or_else(|| rfc3339(SystemTime::now()), |s| s.started_at.clone()),
+        finished_at: None,
+        tasks: map
+            .iter()
+            .map(|&p| {
+                let t = &plan.tasks[p];
+                let old = previous.as_ref().and_then(|s| s.tasks.iter().find(|x| x.id == t.id).cloned());
+                match old {
+                    Some(old) if matches!(old.status, TaskStateStatus::Succeeded | TaskStateStatus::Skipped) => old,
+                    _ => TaskState { id: t.id.clone(), kind: t.kind.name().to_string(), status: TaskStateStatus::Pending, attempts: 0, started_at: None, finished_at: None, duration_ms: None, error: None, outputs: vec![] },
+                }
+            })
+            .collect(),
+        nightjar_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    runs::save(&storage, &state).await.map_err(|e| Failure::usage(format!("cannot write run state: {e}")))?;
+    tracing::info!(run_id = %run_id, pipeline, ds = %ds, "run started");
+
+    let engine = Engine::new(project.config.engine, project.config.limits.clone(), &project.dir, storage.clone());
+    let ctx = Arc::new(RunContext {
+        project_dir: project.dir.clone(),
+        project_name: project.config.name.clone(),
+        engine,
+        tables: Tables::new(storage.clone()),
+        pipeline: pipeline.to_string(),
+        run_id: run_id.clone(),
+        ds,
+    });
+    let plan = Arc::new(plan);
+    let runner = Arc::new(Runner { ctx, plan: plan.clone(), map: map.clone() });
+
+    let cancel = CancellationToken::new();
+    let signal_cancel = cancel.clone();
+    let signal_task = tokio::spawn(async move {
+        exec::shutdown_signal().await;
+        eprintln!("nightjar: interrupted, cancelling running tasks");
+        signal_cancel.cancel();
+    });
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ExecEvent>();
+    let progress = Progress::new(exec_plan.tasks.len(), json);
+    let names: Vec<String> = exec_plan.tasks.iter().map(|t| t.name.clone()).collect();
+    let state_storage = storage.clone();
+    // Run state is persisted by one consumer, in event order, so writes never race.
+    let mut consumer_state = state.clone();
+    let consumer = tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            match &event {
+                ExecEvent::Started { task_idx, attempt } => {
+                    if let Some(t) = consumer_state.task_mut(&names[*task_idx]) {
+                        t.status = TaskStateStatus::Running;
+                        t.attempts = *attempt;
+                        t.started_at.get_or_insert_with(|| rfc3339(SystemTime::now()));
+                    }
+                    progress.started(&names[*task_idx]);
+                }
+                ExecEvent::Retrying { task_idx, attempt, error, delay } => {
+                    tracing::warn!(task = %names[*task_idx], attempt, ?delay, "attempt failed, retrying: {error}");
+                }
+                ExecEvent::Finished { task_idx, status, attempts, error } => {
+                    if let Some(t) = consumer_state.task_mut(&names[*task_idx]) {
+                        t.status = (*status).into();
+                        t.attempts = (*attempts).max(t.attempts);
+                        t.error = error.clone();
+                        t.finished_at = Some(rfc3339(SystemTime::now()));
+                    }
+                    progress.finished(&names[*task_idx], *status);
+                }
+            }
+            if let Err(e) = runs::save(&state_storage, &consumer_state).await {
+                tracing::warn!("cannot update run state: {e}");
+            }
+        }
+        progress.done();
+    });
+
+    let report = exec::execute(&exec_plan, runner, ExecOptions { max_parallel: project.config.limits.max_parallel_tasks, pre_completed, events: Some(tx), cancel: cancel.clone() }).await;
+    signal_task.abort();
+    let _ = consumer.await;
+    let report = report.map_err(|e| Failure { exit: Exit::RunFailed, message: e.to_string(), diagnostics: vec![] })?;
+
+    for (i, result) in report.results.iter().enumerate() {
+        let t = &mut state.tasks[i];
+        if result.status == TaskStatus::Skipped {
+            continue;
+        }
+        t.status = result.status.into();
+        t.attempts = result.attempts;
+        t.error = result.error.clone();
+        t.started_at = result.started_at.map(rfc3339);
+        t.finished_at = result.finished_at.map(rfc3339);
+        t.duration_ms = Some(result.duration.as_millis() as u64);
+        if let Some(out) = &result.output {
+            t.outputs = out.written.clone();
+        }
+    }
+    state.status = if report.cancelled {
+        RunStatus::Cancelled
+    } else if report.succeeded() {
+        RunStatus::Succeeded
+    } else {
+        RunStatus::Failed
+    };
+    state.finished_at = Some(rfc3339(SystemTime::now()));
+    runs::save(&storage, &state).await.map_err(|e| Failure { exit: Exit::RunFailed, message: format!("cannot write run state: {e}"), diagnostics: vec![] })?;
+
+    let rows: Vec<u64> = report.results.iter().map(|r| r.output.as_ref().map_or(0, |o| o.rows_written())).collect();
+    print_run(&state, &rows, json);
+    match state.status {
+        RunStatus::Succeeded => Ok(Exit::Success),
+        _ => {
+            for t in state.tasks.iter().filter(|t| t.status == TaskStateStatus::Failed) {
+                eprintln!("error: {}", t.error.as_deref().unwrap_or("failed"));
+            }
+            eprintln!("run {} {}; resume with: nightjar run {} --resume {}", state.run_id, status_word(state.status), state.pipeline, state.run_id);
+            Ok(Exit::RunFailed)
+        }
+    }
+}
+
+fn status_word(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Running => "running",
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        RunStatus::Cancelled => "was cancelled",
+    }
+}
+
+fn task_status_word(s: TaskStateStatus) -> &'static str {
+    match s {
+        TaskStateStatus::Pending => "pending",
+        TaskStateStatus::Running => "running",
+        TaskStateStatus::Succeeded => "succeeded",
+        TaskStateStatus::Failed => "failed",
+        TaskStateStatus::UpstreamFailed => "upstream_failed",
+        TaskStateStatus::Cancelled => "cancelled",
+        TaskStateStatus::Skipped => "skipped",
+    }
+}
+
+fn print_run(state: &RunState, rows: &[u64], json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(state).unwrap_or_default());
+        return;
+    }
+    println!("run {} of `{}` (ds {}): {}", state.run_id, state.pipeline, state.ds, status_word(state.status));
+    let table: Vec<Vec<String>> = state
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            vec![
+                t.id.clone(),
+                task_status_word(t.status).to_string(),
+                t.attempts.to_string(),
+                t.duration_ms.map_or("-".into(), |ms| format!("{:.2}s", ms as f64 / 1000.0)),
+                rows.get(i).copied().unwrap_or(0).to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["task", "status", "attempts", "duration", "rows written"], &table);
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("  {}", parts.join("  ").trim_end());
+    };
+    line(header.iter().map(|s| s.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+async fn runs_command(dir: &Path, command: &RunsCommand, json: bool) -> Result<Exit, Failure> {
+    let options = LoadOptions { ds: today(), vars: vec![], only_pipeline: None };
+    let project = load(dir, &options)?;
+    let storage = open_storage(&project).await?;
+    match command {
+        RunsCommand::List { pipeline } => {
+            let mut all = runs::list(&storage).await.map_err(|e| Failure::usage(e.to_string()))?;
+            if let Some(p) = pipeline {
+                all.retain(|r| &r.pipeline == p);
+            }
+            if json {
+                let rows: Vec<_> = all.iter().map(|r| serde_json::json!({"run_id": r.run_id, "pipeline": r.pipeline, "ds": r.ds, "status": r.status, "started_at": r.started_at, "finished_at": r.finished_at})).collect();
+                println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+            } else {
+                let rows: Vec<Vec<String>> = all
+                    .iter()
+                    .map(|r| {
+                        let done = r.tasks.iter().filter(|t| matches!(t.status, TaskStateStatus::Succeeded | TaskStateStatus::Skipped)).count();
+                        vec![r.run_id.clone(), r.pipeline.clone(), r.ds.clone(), status_word(r.status).to_string(), format!("{done}/{}", r.tasks.len())]
+                    })
+                    .collect();
+                print_table(&["run", "pipeline", "ds", "status", "tasks done"], &rows);
+            }
+        }
+        RunsCommand::Show { run_id } => {
+            let state = runs::find(&storage, run_id).await.map_err(|e| Failure::usage(e.to_string()))?.ok_or_else(|| Failure::usage(format!("no run `{run_id}`")))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&state).unwrap_or_default());
+            } else {
+                let rows: Vec<u64> = state.tasks.iter().map(|t| t.outputs.iter().map(|o| o.rows).sum()).collect();
+                print_run(&state, &rows, false);
+                for t in &state.tasks {
+                    for o in &t.outputs {
+                        println!("  {} wrote {} version {} ({} rows)", t.id, o.table, o.version, o.rows);
+                    }
+                    if let Some(e) = &t.error {
+                        println!("  {} error: {e}", t.id);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// Progress on stderr: a bar on a terminal, nothing otherwise (logs say the rest).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(n: usize, json: bool) -> Progress {
+        let show = !json && std::io::stderr().is_terminal();
+        let bar = show.then(|| {
+            let bar = indicatif::ProgressBar::new(n as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}") {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Progress { bar }
+    }
+    fn started(&self, task: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("running {task}"));
+        }
+    }
+    fn finished(&self, task: &str, status: TaskStatus) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+            b.set_message(format!("{task}: {status:?}"));
+        }
+    }
+    fn done(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Command-line types (clap derive). Their `///` comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "nightjar", version, about = "Batch data platform for marketing data science: pipelines, data contracts, features, models and lineage from one project folder")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Project directory (holds nightjar.yaml)
+    #[arg(long, short = 'C', global = true, default_value = ".")]
+    pub project: PathBuf,
+    /// Machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More logs on stderr (-v info, -vv debug)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every project file; report every problem with file:line:column
+    Validate {
+        /// Project directory (default: the current one, or --project)
+        path: Option<PathBuf>,
+    },
+    /// Show the resolved DAG of a pipeline and what a run would do
+    Plan {
+        pipeline: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Run a pipeline
+    Run {
+        pipeline: String,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Continue a failed or cancelled run: tasks it completed are skipped
+        #[arg(long, value_name = "RUN_ID")]
+        resume: Option<String>,
+        /// Resolve and print the plan without running anything
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Past runs
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Print the JSON Schema of the project files (for editors' YAML language servers)
+    Schema,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    /// Run only these tasks: TASK, TASK+ (and downstream), +TASK (and upstream); repeatable
+    #[arg(long, value_name = "TASK")]
+    pub select: Vec<String>,
+    /// Override a pipeline param: --var key=value (repeatable)
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// The run's logical date, YYYY-MM-DD (default: today, UTC)
+    #[arg(long)]
+    pub ds: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Runs, newest first
+    List {
+        /// Only runs of this pipeline
+        #[arg(long)]
+        pipeline: Option<String>,
+    },
+    /// One run with its tasks
+    Show { run_id: String },
+}

@@ -1,0 +1,91 @@
+//! The session factory: the only place that creates a DataFusion `SessionContext`.
+//!
+//! `engine: local` in nightjar.yaml selects in-process DataFusion. A future `ballista` engine
+//! changes this file only: every task asks `Engine::session` for its context.
+
+use std::sync::Arc;
+
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use deltalake_core::delta_datafusion::planner::DeltaPlanner;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::spec::{EngineKind, Limits};
+use crate::stores::object::Located;
+use crate::stores::{Storage, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct Engine {
+    kind: EngineKind,
+    limits: Limits,
+    spill_dir: Option<std::path::PathBuf>,
+    storage: Storage,
+}
+
+impl Engine {
+    pub fn new(kind: EngineKind, limits: Limits, project_dir: &std::path::Path, storage: Storage) -> Engine {
+        let spill_dir = limits.spill_dir.as_ref().map(|d| project_dir.join(d));
+        Engine { kind, limits, spill_dir, storage }
+    }
+
+    /// A fresh session under the project's memory limit, spilling to disk, with the storage
+    /// root's object store registered so Delta scans read through it.
+    pub fn session(&self) -> Result<SessionContext, datafusion::error::DataFusionError> {
+        match self.kind {
+            EngineKind::Local => {}
+        }
+        let target_partitions = self
+            .limits
+            .target_partitions
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let config = SessionConfig::new()
+            .with_target_partitions(target_partitions)
+            .with_batch_size(self.limits.batch_size.unwrap_or(8192))
+            .with_information_schema(true)
+            // Table names are `zone.name`: zone is the schema of the default catalog.
+            .with_create_default_catalog_and_schema(true);
+        let disk = match &self.spill_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![dir.clone()]))
+            }
+            None => DiskManagerBuilder::default(),
+        };
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(self.limits.memory.0 as usize)))
+            .with_disk_manager_builder(disk)
+            .build_arc()?;
+        // delta-rs writes plan through its own extension nodes; its planner must be the
+        // session's query planner, or streaming a query into a Delta commit fails to plan.
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_query_planner(DeltaPlanner::new())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        self.register(&ctx, &self.storage.root);
+        Ok(ctx)
+    }
+
+    /// Makes a store reachable from SQL (ingest sources, export targets).
+    pub fn register(&self, ctx: &SessionContext, located: &Located) {
+        ctx.runtime_env().register_object_store(&located.store_url, located.store.clone());
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+impl From<StoreError> for datafusion::error::DataFusionError {
+    fn from(e: StoreError) -> Self {
+        datafusion::error::DataFusionError::External(Box::new(e))
+    }
+}

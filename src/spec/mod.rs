@@ -1,0 +1,583 @@
+//! The project files exactly as written: `nightjar.yaml` and `pipelines/*.yaml` as typed serde
+//! structs, with the source text and the position of every node kept for diagnostics.
+//!
+//! API boundary: this module reads project files and nothing else (no object store, no
+//! DataFusion session). Every problem of every file is collected into one `Vec<Diagnostic>`.
+
+pub mod template;
+pub mod units;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::diag::{Diagnostic, did_you_mean};
+use crate::tasks::TaskKind;
+use template::{ParamValue, TemplateVars};
+use units::{ByteSize, DurationSpec};
+use yaml::{Node, NodeKind, Pos, YamlError};
+
+/// The file format version this build reads.
+pub const FORMAT_VERSION: u32 = 1;
+pub const PROJECT_FILE: &str = "nightjar.yaml";
+
+/// `nightjar.yaml`: the project's name, storage, engine and limits.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Format version of this file. Unknown keys are errors within a version.
+    pub version: u32,
+    /// Project name; the lineage namespace.
+    pub name: String,
+    /// What this project is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Where tables, run state, the registry and the audit log live.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// The SQL engine: `local` (DataFusion in this process).
+    #[serde(default)]
+    pub engine: EngineKind,
+    /// Memory, spilling and parallelism.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Defaults for every task of every pipeline.
+    #[serde(default)]
+    pub defaults: TaskDefaults,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Storage root URL: `file://./warehouse` (relative to the project), `file:///abs/path`,
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`, `memory://name`.
+    #[serde(default = "default_root")]
+    pub root: String,
+    /// Object-store options (e.g. `endpoint`, `region`, `allow_http`). Secrets must be given as
+    /// `{ env: VAR_NAME }`: a literal value for a secret key is an error. Credentials are
+    /// otherwise read from the standard environment variables (`AWS_ACCESS_KEY_ID`, …).
+    #[serde(default)]
+    pub options: BTreeMap<String, OptionValue>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { root: default_root(), options: BTreeMap::new() }
+    }
+}
+
+fn default_root() -> String {
+    "file://./warehouse".into()
+}
+
+/// An option value: a literal, or the name of an environment variable that holds it.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum OptionValue {
+    Literal(String),
+    Env {
+        /// Name of the environment variable.
+        env: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    /// DataFusion in this process.
+    #[default]
+    Local,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Memory DataFusion may use for sorts, joins and aggregations before spilling to disk.
+    #[serde(default = "default_memory")]
+    pub memory: ByteSize,
+    /// Directory for spill files (default: the system temp directory).
+    #[serde(default)]
+    pub spill_dir: Option<String>,
+    /// Tasks that may run at once.
+    #[serde(default = "default_parallel")]
+    pub max_parallel_tasks: usize,
+    /// DataFusion partitions per query (default: the number of cores).
+    #[serde(default)]
+    pub target_partitions: Option<usize>,
+    /// Rows per Arrow batch (default 8192).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: default_memory(),
+            spill_dir: None,
+            max_parallel_tasks: default_parallel(),
+            target_partitions: None,
+            batch_size: None,
+        }
+    }
+}
+
+fn default_memory() -> ByteSize {
+    ByteSize(2 << 30)
+}
+fn default_parallel() -> usize {
+    2
+}
+
+/// Retry and timeout defaults; a task's own fields override them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskDefaults {
+    /// Retries after a failed attempt (default 0).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// First backoff delay; it doubles with each retry (default `5s`).
+    #[serde(default)]
+    pub retry_delay: Option<DurationSpec>,
+    /// Largest backoff delay (default `5m`).
+    #[serde(default)]
+    pub max_retry_delay: Option<DurationSpec>,
+    /// Time limit of one attempt (default `1h`).
+    #[serde(default)]
+    pub timeout: Option<DurationSpec>,
+}
+
+/// The top of a pipeline file, everything but its tasks.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineHeader {
+    /// Format version of this file.
+    pub version: u32,
+    /// Pipeline name; defaults to the file name without `.yaml`, and must equal it if given.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Cron expression for `nightjar schedule` (5-field crontab or 6/7-field with seconds).
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Params with their defaults; templates name them `{{ params.NAME }}`, `--var NAME=VALUE`
+    /// overrides them.
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamValue>,
+    /// Retry and timeout defaults for this pipeline's tasks.
+    #[serde(default)]
+    pub defaults: TaskDefaults,
+    /// The tasks (see `Task`).
+    #[serde(default, skip_serializing)]
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub tasks: serde::de::IgnoredAny,
+}
+
+/// The fields every task has, whatever its kind.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskCommon {
+    /// Task id, unique in the pipeline: lowercase letters, digits and `_`.
+    pub id: String,
+    /// The task kind.
+    pub kind: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Tasks that must succeed first (besides those inferred from the tables a task reads).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Retries after a failed attempt.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// First backoff delay; doubles with each retry.
+    #[serde(default)]
+    pub retry_delay: Option<DurationSpec>,
+    /// Time limit of one attempt.
+    #[serde(default)]
+    pub timeout: Option<DurationSpec>,
+}
+
+pub const COMMON_KEYS: &[&str] = &["id", "kind", "description", "depends_on", "retries", "retry_delay", "timeout"];
+
+/// One source file of the project, with the path users see in messages.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Relative to the project directory.
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl SourceFile {
+    pub fn diag(&self, pos: Pos, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(&self.path, pos, message).with_source(&self.text)
+    }
+
+    fn yaml_diag(&self, err: YamlError, fallback: Pos) -> Diagnostic {
+        self.yaml_diag_with(err, fallback, &[])
+    }
+
+    /// Like `yaml_diag`, with more candidate names for a "did you mean" hint.
+    fn yaml_diag_with(&self, err: YamlError, fallback: Pos, extra: &[&str]) -> Diagnostic {
+        let mut d = self.diag(err.pos.unwrap_or(fallback), err.message.clone());
+        if let Some(field) = err.message.strip_prefix("unknown field `").and_then(|s| s.split('`').next())
+            && let Some(list) = err.message.split("expected one of ").nth(1)
+        {
+            let candidates: Vec<&str> = list.split(", ").map(|s| s.trim_matches('`')).chain(extra.iter().copied()).collect();
+            if let Some(s) = did_you_mean(field, candidates) {
+                d = d.with_hint(format!("did you mean `{s}`?"));
+            }
+        }
+        d
+    }
+}
+
+/// A task as written: its common fields, its kind's config, and positions for diagnostics.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    pub common: TaskCommon,
+    pub kind: TaskKind,
+    /// The task's mapping node (positions of any field, e.g. `sql`).
+    pub node: Node,
+    pub id_pos: Pos,
+    pub depends_on_pos: Vec<Pos>,
+}
+
+impl TaskSpec {
+    /// Position of a field of this task, or of the task itself.
+    pub fn pos_of(&self, key: &str) -> Pos {
+        self.node.entry(key).map(|(_, v)| v.pos).unwrap_or(self.node.pos)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    pub name: String,
+    pub file: SourceFile,
+    pub header: PipelineHeader,
+    pub tasks: Vec<TaskSpec>,
+    /// The params after `--var` overrides, as the templates saw them.
+    pub vars: TemplateVars,
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// Absolute project directory.
+    pub dir: PathBuf,
+    pub config: ProjectConfig,
+    pub config_file: SourceFile,
+    pub pipelines: Vec<PipelineSpec>,
+}
+
+impl Project {
+    pub fn pipeline(&self, name: &str) -> Option<&PipelineSpec> {
+        self.pipelines.iter().find(|p| p.name == name)
+    }
+}
+
+/// What the caller knows about the run the project is loaded for.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The run's logical date (`{{ ds }}`); `validate` uses today.
+    pub ds: chrono::NaiveDate,
+    /// `--var NAME=VALUE` overrides, applied to `only_pipeline` (or every pipeline declaring NAME).
+    pub vars: Vec<(String, String)>,
+    /// Apply `vars` only to this pipeline.
+    pub only_pipeline: Option<String>,
+}
+
+/// Reads and checks every project file; returns every problem found, not just the first.
+pub fn load_project(dir: &Path, options: &LoadOptions) -> Result<Project, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let dir = dir.canonicalize().map_err(|e| {
+        vec![Diagnostic::new(dir, Pos::default(), format!("cannot open project directory `{}`: {e}", dir.display()))]
+    })?;
+
+    let config_path = dir.join(PROJECT_FILE);
+    let config_text = std::fs::read_to_string(&config_path).map_err(|e| {
+        vec![Diagnostic::new(Path::new(PROJECT_FILE), Pos::default(), format!("cannot read `{PROJECT_FILE}` in `{}`: {e}", dir.display()))
+            .with_hint("run nightjar in a project directory, or pass its path")]
+    })?;
+    let config_file = SourceFile { path: PathBuf::from(PROJECT_FILE), text: config_text };
+    let config = load_config(&config_file, &mut diags);
+
+    let mut pipeline_files = Vec::new();
+    let pipelines_dir = dir.join("pipelines");
+    match std::fs::read_dir(&pipelines_dir) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                    pipeline_files.push(path);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => diags.push(Diagnostic::new(Path::new("pipelines"), Pos::default(), format!("cannot list `pipelines/`: {e}"))),
+    }
+    pipeline_files.sort();
+
+    let mut pipelines: Vec<PipelineSpec> = Vec::new();
+    for path in pipeline_files {
+        let rel = path.strip_prefix(&dir).unwrap_or(&path).to_path_buf();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let file = SourceFile { path: rel, text };
+                if let Some(p) = load_pipeline(&dir, file, options, &mut diags) {
+                    pipelines.push(p);
+                }
+            }
+            Err(e) => diags.push(Diagnostic::new(&rel, Pos::default(), format!("cannot read `{}`: {e}", rel.display()))),
+        }
+    }
+
+    for (name, _) in &options.vars {
+        let declared = pipelines
+            .iter()
+            .filter(|p| options.only_pipeline.as_deref().is_none_or(|only| only == p.name))
+            .any(|p| p.header.params.contains_key(name));
+        if !declared {
+            diags.push(
+                Diagnostic::new(Path::new("--var"), Pos::default(), format!("`--var {name}=…` names no declared param"))
+                    .with_hint("declare it under `params:` in the pipeline file"),
+            );
+        }
+    }
+
+    match config {
+        Some(config) if diags.is_empty() => Ok(Project { dir, config, config_file, pipelines }),
+        _ => Err(diags),
+    }
+}
+
+fn load_config(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<ProjectConfig> {
+    let root = match yaml::parse(&file.text) {
+        Ok(root) => root,
+        Err(e) => {
+            diags.push(file.yaml_diag(e, Pos { line: 1, col: 1 }));
+            return None;
+        }
+    };
+    let config: ProjectConfig = match yaml::from_node(&root) {
+        Ok(c) => c,
+        Err(e) => {
+            diags.push(file.yaml_diag(e, root.pos));
+            return None;
+        }
+    };
+    let before = diags.len();
+    if config.version != FORMAT_VERSION {
+        diags.push(file.diag(root.get("version").map_or(root.pos, |n| n.pos), format!("unsupported format version {}", config.version))
+            .with_hint(format!("this nightjar reads version {FORMAT_VERSION}")));
+    }
+    if config.limits.max_parallel_tasks == 0 {
+        let pos = root.get("limits").and_then(|l| l.get("max_parallel_tasks")).map_or(root.pos, |n| n.pos);
+        diags.push(file.diag(pos, "`max_parallel_tasks` must be at least 1"));
+    }
+    for (key, value) in &config.storage.options {
+        let pos = root.get("storage").and_then(|s| s.get("options")).and_then(|o| o.get(key)).map_or(root.pos, |n| n.pos);
+        if let OptionValue::Literal(_) = value
+            && is_secret_option(key)
+        {
+            diags.push(file.diag(pos, format!("storage option `{key}` is a secret and must not be written in the file"))
+                .with_hint(format!("write `{key}: {{ env: VAR_NAME }}` and set VAR_NAME in the environment")));
+        }
+    }
+    (diags.len() == before).then_some(config)
+}
+
+/// Option keys whose values are credentials (object_store's AWS, GCS and Azure key names).
+pub fn is_secret_option(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["secret", "password", "token", "access_key", "account_key", "sas", "credential", "service_account_key", "client_secret"]
+        .iter()
+        .any(|s| key.contains(s))
+}
+
+fn load_pipeline(dir: &Path, file: SourceFile, options: &LoadOptions, diags: &mut Vec<Diagnostic>) -> Option<PipelineSpec> {
+    let stem = file.path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+    let root = match yaml::parse(&file.text) {
+        Ok(root) => root,
+        Err(e) => {
+            diags.push(file.yaml_diag(e, Pos { line: 1, col: 1 }));
+            return None;
+        }
+    };
+    let header: PipelineHeader = match yaml::from_node(&root) {
+        Ok(h) => h,
+        Err(e) => {
+            diags.push(file.yaml_diag(e, root.pos));
+            return None;
+        }
+    };
+    let mut ok = true;
+    if header.version != FORMAT_VERSION {
+        diags.push(file.diag(root.get("version").map_or(root.pos, |n| n.pos), format!("unsupported format version {}", header.version))
+            .with_hint(format!("this nightjar reads version {FORMAT_VERSION}")));
+        ok = false;
+    }
+    if !is_identifier(&stem) {
+        diags.push(file.diag(Pos { line: 1, col: 1 }, format!("pipeline file name `{stem}` is not a valid pipeline name"))
+            .with_hint("use lowercase letters, digits and `_`, starting with a letter"));
+        ok = false;
+    }
+    if let Some(name) = &header.name
+        && name != &stem
+    {
+        diags.push(file.diag(root.get("name").map_or(root.pos, |n| n.pos), format!("pipeline name `{name}` differs from its file name `{stem}`"))
+            .with_hint("a pipeline is named after its file; remove `name:` or rename the file"));
+        ok = false;
+    }
+    if let Some(schedule) = &header.schedule
+        && let Err(e) = crate::schedule::parse_cron(schedule)
+    {
+        diags.push(file.diag(root.get("schedule").map_or(root.pos, |n| n.pos), format!("invalid cron expression `{schedule}`: {e}")));
+        ok = false;
+    }
+    for (name, _) in &header.params {
+        if !is_identifier(name) {
+            let pos = root.get("params").and_then(|p| p.entry(name)).map_or(root.pos, |(k, _)| k.pos);
+            diags.push(file.diag(pos, format!("param name `{name}` is not an identifier")));
+            ok = false;
+        }
+    }
+
+    let mut params = header.params.clone();
+    let applies = options.only_pipeline.as_deref().is_none_or(|only| only == stem);
+    if applies {
+        for (name, text) in &options.vars {
+            if let Some(default) = params.get(name) {
+                match default.parse_like(text) {
+                    Ok(v) => {
+                        params.insert(name.clone(), v);
+                    }
+                    Err(e) => {
+                        diags.push(Diagnostic::new(Path::new("--var"), Pos::default(), format!("`--var {name}`: {e}")));
+                        ok = false;
+                    }
+                }
+            }
+        }
+    }
+    let vars = TemplateVars { ds: options.ds, params };
+
+    let mut tasks = Vec::new();
+    match root.get("tasks") {
+        None => {
+            diags.push(file.diag(root.pos, "pipeline has no `tasks`"));
+            ok = false;
+        }
+        Some(node) => match &node.kind {
+            NodeKind::Seq(items) => {
+                for item in items {
+                    match load_task(dir, &file, item, &vars, diags) {
+                        Some(t) => tasks.push(t),
+                        None => ok = false,
+                    }
+                }
+            }
+            _ => {
+                diags.push(file.diag(node.pos, "`tasks` must be a list of tasks"));
+                ok = false;
+            }
+        },
+    }
+    ok.then(|| PipelineSpec { name: stem, file, header, tasks, vars })
+}
+
+/// Keys whose text is SQL: rendered with SQL quoting by the task, not here.
+const SQL_KEYS: &[&str] = &["sql"];
+
+fn load_task(dir: &Path, file: &SourceFile, node: &Node, vars: &TemplateVars, diags: &mut Vec<Diagnostic>) -> Option<TaskSpec> {
+    if node.entries().is_none() {
+        diags.push(file.diag(node.pos, "a task must be a mapping with at least `id` and `kind`"));
+        return None;
+    }
+    let mut node = node.clone();
+    let before = diags.len();
+    render_node(&mut node, file, vars, diags, false);
+    if diags.len() > before {
+        return None;
+    }
+    let common: TaskCommon = match yaml::from_node(&node.only_keys(COMMON_KEYS)) {
+        Ok(c) => c,
+        Err(e) => {
+            diags.push(file.yaml_diag(e, node.pos));
+            return None;
+        }
+    };
+    let id_pos = node.get("id").map_or(node.pos, |n| n.pos);
+    if !is_identifier(&common.id) {
+        diags.push(file.diag(id_pos, format!("task id `{}` is not valid", common.id))
+            .with_hint("use lowercase letters, digits and `_`, starting with a letter"));
+    }
+    let depends_on_pos = match node.get("depends_on").map(|n| &n.kind) {
+        Some(NodeKind::Seq(items)) => items.iter().map(|n| n.pos).collect(),
+        _ => vec![node.pos; common.depends_on.len()],
+    };
+    let Some((kind_key, kind_node)) = node.entry("kind") else {
+        diags.push(file.diag(node.pos, "missing field `kind`"));
+        return None;
+    };
+    let _ = kind_key;
+    let content = node.without_keys(COMMON_KEYS);
+    let mut kind: TaskKind = match yaml::from_tagged_node(kind_node, &content) {
+        Ok(k) => k,
+        Err(e) => {
+            let mut d = file.yaml_diag_with(e, node.pos, COMMON_KEYS);
+            if d.message.starts_with("unknown variant") {
+                d.message = d.message.replacen("unknown variant", "unknown task kind", 1);
+                if let Some(s) = did_you_mean(&common.kind, TaskKind::NAMES.iter().copied()) {
+                    d = d.with_hint(format!("did you mean `{s}`?"));
+                }
+            }
+            diags.push(d);
+            return None;
+        }
+    };
+    let before = diags.len();
+    kind.check_spec(&crate::tasks::SpecCx { dir, file, node: &node, vars }, diags);
+    (diags.len() == before).then_some(TaskSpec { common, kind, node, id_pos, depends_on_pos })
+}
+
+/// Renders templates in every string scalar of a task except SQL text.
+fn render_node(node: &mut Node, file: &SourceFile, vars: &TemplateVars, diags: &mut Vec<Diagnostic>, in_sql: bool) {
+    match &mut node.kind {
+        NodeKind::Scalar(text, _) if !in_sql => match template::render(text, vars, template::Context::Plain) {
+            Ok(rendered) => *text = rendered,
+            Err(e) => {
+                let mut d = file.diag(node.pos, e.message);
+                if let Some(h) = e.hint {
+                    d = d.with_hint(h);
+                }
+                diags.push(d);
+            }
+        },
+        NodeKind::Scalar(..) => {}
+        NodeKind::Seq(items) => items.iter_mut().for_each(|n| render_node(n, file, vars, diags, in_sql)),
+        NodeKind::Map(entries) => {
+            for (k, v) in entries.iter_mut() {
+                let sql = in_sql || k.as_str().is_some_and(|k| SQL_KEYS.contains(&k));
+                render_node(v, file, vars, diags, sql);
+            }
+        }
+    }
+}
+
+/// Lowercase letters, digits and `_`, starting with a letter: safe as a path segment, a SQL
+/// identifier and a task id.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 64
+}
+
+/// A table name `zone.name`, both parts identifiers.
+pub fn is_table_name(name: &str) -> bool {
+    match name.split_once('.') {
+        Some((zone, table)) => is_identifier(zone) && is_identifier(table),
+        None => false,
+    }
+}

@@ -1,0 +1,209 @@
+//! Delta tables named `zone.name`, stored under `tables/<zone>/<name>/` of the storage root.
+//!
+//! Every write is one Delta commit, published with put-if-absent on the commit file, so
+//! readers see the previous version or the new one. Each commit is tagged with the run id,
+//! pipeline, task and ds; a task re-run in the same run finds its own commit and does not
+//! publish again (idempotence).
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use deltalake_core::DeltaTable;
+use deltalake_core::kernel::transaction::CommitProperties;
+use deltalake_core::logstore::{LogStoreRef, StorageConfig, default_logstore};
+use deltalake_core::protocol::SaveMode;
+use futures::StreamExt;
+use object_store::prefix::PrefixStore;
+
+use super::{Result, Storage, StoreError};
+use crate::spec::is_table_name;
+
+/// Commit tags: who published this version.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CommitMeta {
+    pub run_id: String,
+    pub pipeline: String,
+    pub task: String,
+    pub ds: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// The table becomes exactly the new rows.
+    Overwrite,
+    /// The new rows are added.
+    Append,
+}
+
+/// A published table version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Written {
+    pub table: String,
+    pub version: i64,
+    pub rows: u64,
+    /// True when this run had already published this version (re-run of a finished write).
+    #[serde(default)]
+    pub reused: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tables {
+    storage: Storage,
+}
+
+const META_KEY: &str = "nightjar";
+
+impl Tables {
+    pub fn new(storage: Storage) -> Tables {
+        Tables { storage }
+    }
+
+    fn rel_dir(name: &str) -> Result<String> {
+        let (zone, table) = name.split_once('.').filter(|_| is_table_name(name)).ok_or_else(|| StoreError::BadTableName(name.to_string()))?;
+        Ok(format!("tables/{zone}/{table}/"))
+    }
+
+    /// The Delta log store of a table, over the project's own object store (so wrappers such as
+    /// fault injection apply to table IO too).
+    pub fn log_store(&self, name: &str) -> Result<LogStoreRef> {
+        let rel = Self::rel_dir(name)?;
+        let root = self.storage.store();
+        let prefixed = Arc::new(PrefixStore::new(root.clone(), self.storage.path(&rel)));
+        let url = self.storage.url_of(&rel);
+        Ok(default_logstore(prefixed, root, &url, &StorageConfig::default()))
+    }
+
+    /// The latest version of a table, or `None` if it has never been written.
+    pub async fn open(&self, name: &str) -> Result<Option<DeltaTable>> {
+        // A table exists once its log has a commit; asking delta-rs to load a missing table
+        // is an error (logged at ERROR level by delta-rs), so look first.
+        let log_dir = format!("{}_delta_log", Self::rel_dir(name)?);
+        let log_prefix = self.storage.path(&log_dir);
+        let mut listing = self.storage.store().list(Some(&log_prefix));
+        match listing.next().await {
+            None => return Ok(None),
+            Some(Err(source)) => return Err(StoreError::Object { path: log_prefix.to_string(), source }),
+            Some(Ok(_)) => {}
+        }
+        drop(listing);
+        let mut table = DeltaTable::new(self.log_store(name)?);
+        match table.load().await {
+            Ok(()) => Ok(Some(table)),
+            Err(deltalake_core::DeltaTableError::NotATable(_)) => Ok(None),
+            Err(source) => Err(StoreError::Delta { table: name.to_string(), source }),
+        }
+    }
+
+    pub async fn open_existing(&self, name: &str) -> Result<DeltaTable> {
+        self.open(name).await?.ok_or_else(|| StoreError::NoSuchTable { table: name.to_string() })
+    }
+
+    /// A DataFusion provider for the table's latest version, and that version.
+    pub async fn provider(&self, name: &str) -> Result<(Arc<dyn TableProvider>, i64)> {
+        let table = self.open_existing(name).await?;
+        let version = table.version().unwrap_or(0);
+        let provider = table.table_provider().await.map_err(|e| StoreError::Delta {
+            table: name.to_string(),
+            source: deltalake_core::DeltaTableError::from(e),
+        })?;
+        Ok((provider, version as i64))
+    }
+
+    /// The version a given run and task already published, if any (looks at the newest commits).
+    pub async fn published_by(&self, name: &str, meta: &CommitMeta) -> Result<Option<Written>> {
+        let Some(table) = self.open(name).await? else { return Ok(None) };
+        let mut history = table.history(Some(8));
+        while let Some(info) = history.next().await {
+            let info = info.map_err(|source| StoreError::Delta { table: name.to_string(), source })?;
+            let tagged = info.info.get(META_KEY).and_then(|v| serde_json::from_value::<CommitMeta>(v.clone()).ok());
+            if let Some(tag) = tagged
+                && tag.run_id == meta.run_id
+                && tag.task == meta.task
+                && tag.pipeline == meta.pipeline
+            {
+                let version = info.read_version.map_or(0, |v| v as i64 + 1);
+                let rows = info
+                    .operation_metrics_rows()
+                    .unwrap_or_default();
+                return Ok(Some(Written { table: name.to_string(), version, rows, reused: true }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes the result of a logical plan as one commit, streaming (the plan runs inside
+    /// the write, under the session's memory limit).
+    pub async fn write_plan(&self, name: &str, session: &SessionContext, plan: LogicalPlan, mode: WriteMode, meta: &CommitMeta) -> Result<Written> {
+        let log_store = self.log_store(name)?;
+        let existing = self.open(name).await?;
+        let snapshot = existing.as_ref().and_then(|t| t.snapshot().ok().map(|s| s.snapshot().clone()));
+        let builder = deltalake_core::operations::write::WriteBuilder::new(log_store, snapshot)
+            .with_input_plan(plan)
+            .with_session_state(Arc::new(session.state()));
+        self.finish_write(name, builder, mode, meta).await
+    }
+
+    /// Writes record batches as one commit.
+    pub async fn write_batches(&self, name: &str, batches: Vec<datafusion::arrow::record_batch::RecordBatch>, mode: WriteMode, meta: &CommitMeta) -> Result<Written> {
+        let log_store = self.log_store(name)?;
+        let existing = self.open(name).await?;
+        let snapshot = existing.as_ref().and_then(|t| t.snapshot().ok().map(|s| s.snapshot().clone()));
+        let builder = deltalake_core::operations::write::WriteBuilder::new(log_store, snapshot).with_input_batches(batches);
+        self.finish_write(name, builder, mode, meta).await
+    }
+
+    async fn finish_write(&self, name: &str, builder: deltalake_core::operations::write::WriteBuilder, mode: WriteMode, meta: &CommitMeta) -> Result<Written> {
+        let delta_err = |source| StoreError::Delta { table: name.to_string(), source };
+        let tag = serde_json::to_value(meta).map_err(|e| StoreError::Other(e.to_string()))?;
+        let commit = CommitProperties::default().with_metadata([(META_KEY.to_string(), tag)]);
+        // Overwrite replaces the schema with the query's (a changed SQL task is a new table
+        // shape); append must match the existing schema, or the write fails.
+        let builder = match mode {
+            WriteMode::Overwrite => builder.with_save_mode(SaveMode::Overwrite).with_schema_mode(deltalake_core::operations::write::SchemaMode::Overwrite),
+            WriteMode::Append => builder.with_save_mode(SaveMode::Append),
+        };
+        let table = builder
+            .with_commit_properties(commit)
+            .await
+            .map_err(delta_err)?;
+        let version = table.version().unwrap_or(0);
+        let mut history = table.history(Some(1));
+        let rows = match history.next().await {
+            Some(Ok(info)) => info.operation_metrics_rows().unwrap_or_default(),
+            _ => 0,
+        };
+        Ok(Written { table: name.to_string(), version: version as i64, rows, reused: false })
+    }
+
+    /// Names of every table under the root (`zone.name`), sorted.
+    pub async fn list(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .storage
+            .list("tables")
+            .await?
+            .into_iter()
+            .filter_map(|p| {
+                let mut parts = p.split('/');
+                let (_, zone, table, log) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+                (log == "_delta_log").then(|| format!("{zone}.{table}"))
+            })
+            .collect();
+        names.dedup();
+        Ok(names)
+    }
+}
+
+/// Rows added by a commit, from the operation metrics delta-rs writes into commitInfo.
+trait OperationRows {
+    fn operation_metrics_rows(&self) -> Option<u64>;
+}
+
+impl OperationRows for deltalake_core::kernel::CommitInfo {
+    fn operation_metrics_rows(&self) -> Option<u64> {
+        let metrics = self.info.get("operationMetrics")?;
+        let value = metrics.get("num_added_rows")?;
+        value.as_u64().or_else(|| value.as_str()?.parse().ok())
+    }
+}

@@ -1,0 +1,127 @@
+//! The one integration-test binary: drives the real `nightjar` CLI on temp projects.
+
+mod cli_errors;
+mod demo;
+mod ingest_export;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The output of one CLI call.
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// stdout + stderr with the temp dir, run ids and timings replaced, for snapshots.
+    pub fn normalized(&self, dir: &Path) -> String {
+        let text = format!("exit: {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr);
+        normalize(&text, dir)
+    }
+}
+
+pub fn normalize(text: &str, dir: &Path) -> String {
+    let dir = dir.canonicalize().unwrap_or(dir.to_path_buf());
+    let mut out = text.replace(&dir.display().to_string(), "[TMP]");
+    // Run ids look like 20251123T101010Z-1a2b3c4d.
+    let mut result = String::new();
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find(|c: char| c.is_ascii_digit()) {
+        let candidate = &rest[i..];
+        if candidate.len() >= 25 && candidate.as_bytes()[8] == b'T' && candidate.as_bytes()[15] == b'Z' && candidate.as_bytes()[16] == b'-' {
+            result.push_str(&rest[..i]);
+            result.push_str("[RUN_ID]");
+            rest = &candidate[25..];
+        } else {
+            result.push_str(&rest[..i + 1]);
+            rest = &rest[i + 1..];
+        }
+    }
+    result.push_str(rest);
+    out = result;
+    out
+}
+
+pub fn nightjar(dir: &Path, args: &[&str]) -> Out {
+    let output = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .arg("--project")
+        .arg(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("NIGHTJAR_LOG")
+        .output()
+        .expect("run nightjar");
+    Out {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The repository root (the demo project).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A temp project from `(relative path, contents)` pairs.
+pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (path, text) in files {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, text).expect("write");
+    }
+    dir
+}
+
+pub const PROJECT_YAML: &str = "version: 1\nname: t\nstorage:\n  root: file://./warehouse\nlimits:\n  memory: 512MiB\n  max_parallel_tasks: 2\ndefaults:\n  retries: 0\n";
+
+/// A copy of the repository's demo project in a temp dir (its own warehouse).
+pub fn demo_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&repo_root().join("pipelines"), &dir.path().join("pipelines"));
+    std::fs::copy(repo_root().join("nightjar.yaml"), dir.path().join("nightjar.yaml")).expect("copy nightjar.yaml");
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// Rows and columns of a Parquet file, read with DataFusion.
+pub fn read_parquet(path: &Path, sql: &str) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.register_parquet("t", path.to_str().expect("utf8 path"), Default::default()).await.expect("register parquet");
+        ctx.sql(sql).await.expect("sql").collect().await.expect("collect")
+    })
+}
+
+/// Delta versions present for a table (the commit files under `_delta_log`).
+pub fn delta_versions(warehouse: &Path, table: &str) -> Vec<u64> {
+    let (zone, name) = table.split_once('.').expect("zone.name");
+    let log = warehouse.join("tables").join(zone).join(name).join("_delta_log");
+    let mut versions: Vec<u64> = std::fs::read_dir(&log)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    versions
+}
