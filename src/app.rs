@@ -10,15 +10,19 @@ use std::time::SystemTime;
 use chrono::NaiveDate;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, RunArgs, RunsCommand};
+mod contract;
+
+use crate::cli::{Cli, Command, ContractCommand, RunArgs, RunsCommand};
 use crate::diag::Diagnostic;
 use crate::engine::Engine;
-use crate::exec::{self, ExecEvent, ExecOptions, ExecPlan, ExecTask, TaskError, TaskRunner, TaskStatus};
+use crate::exec::{
+    self, ExecEvent, ExecOptions, ExecPlan, ExecTask, TaskError, TaskRunner, TaskStatus,
+};
 use crate::plan::{self, Plan};
 use crate::spec::{self, LoadOptions, Project};
+use crate::stores::Storage;
 use crate::stores::runs::{self, RunState, RunStatus, TaskState, TaskStateStatus};
 use crate::stores::tables::Tables;
-use crate::stores::Storage;
 use crate::tasks::{self, RunContext, TaskCx, TaskOutput};
 
 /// Exit codes (DESIGN.md): 0 success, 1 a run failed, 2 invalid project or usage, 3 a
@@ -46,18 +50,29 @@ pub struct Failure {
 
 impl Failure {
     fn usage(message: impl Into<String>) -> Failure {
-        Failure { exit: Exit::Usage, message: message.into(), diagnostics: vec![] }
+        Failure {
+            exit: Exit::Usage,
+            message: message.into(),
+            diagnostics: vec![],
+        }
     }
     fn diags(diagnostics: Vec<Diagnostic>) -> Failure {
         let n = diagnostics.len();
-        Failure { exit: Exit::Usage, message: format!("{n} problem{} found", if n == 1 { "" } else { "s" }), diagnostics }
+        Failure {
+            exit: Exit::Usage,
+            message: format!("{n} problem{} found", if n == 1 { "" } else { "s" }),
+            diagnostics,
+        }
     }
 }
 
 pub fn run(cli: Cli) -> ExitCode {
     init_logging(cli.global.verbose);
     let json = cli.global.json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -82,7 +97,10 @@ fn report_failure(failure: &Failure, json: bool) {
             "error": failure.message,
             "diagnostics": failure.diagnostics,
         });
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
     }
     let mut err = std::io::stderr().lock();
     for d in &failure.diagnostics {
@@ -97,9 +115,15 @@ fn init_logging(verbose: u8) {
         1 => "info,datafusion=warn,deltalake_core=warn",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTJAR_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTJAR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
 }
 
 async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
@@ -107,7 +131,12 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
     match &cli.command {
         Command::Validate { path } => validate(path.as_deref().unwrap_or(&g.project), g.json),
         Command::Plan { pipeline, run } => show_plan(&g.project, pipeline, run, g.json),
-        Command::Run { pipeline, run, resume, dry_run } => {
+        Command::Run {
+            pipeline,
+            run,
+            resume,
+            dry_run,
+        } => {
             if *dry_run {
                 show_plan(&g.project, pipeline, run, g.json)
             } else {
@@ -115,6 +144,25 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             }
         }
         Command::Runs { command } => runs_command(&g.project, command, g.json).await,
+        Command::Contract {
+            command:
+                ContractCommand::Check {
+                    contract: file,
+                    table,
+                    data,
+                    object,
+                    ds,
+                },
+        } => {
+            let args = contract::CheckArgs {
+                contract: file,
+                table: table.as_deref(),
+                data: data.as_deref(),
+                object: object.as_deref(),
+                ds: ds.as_deref(),
+            };
+            contract::check(&g.project, &args, g.json).await
+        }
         Command::Schema => {
             println!("{}", crate::schema::project_schema_json());
             Ok(Exit::Success)
@@ -129,7 +177,8 @@ fn today() -> NaiveDate {
 fn parse_ds(ds: Option<&str>) -> Result<NaiveDate, Failure> {
     match ds {
         None => Ok(today()),
-        Some(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| Failure::usage(format!("`--ds {text}` is not a date (YYYY-MM-DD)"))),
+        Some(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|_| Failure::usage(format!("`--ds {text}` is not a date (YYYY-MM-DD)"))),
     }
 }
 
@@ -147,7 +196,11 @@ fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Failure> {
 }
 
 fn validate(dir: &Path, json: bool) -> Result<Exit, Failure> {
-    let options = LoadOptions { ds: today(), vars: vec![], only_pipeline: None };
+    let options = LoadOptions {
+        ds: today(),
+        vars: vec![],
+        only_pipeline: None,
+    };
     let project = load(dir, &options)?;
     let diags = plan::check_project(&project);
     if !diags.is_empty() {
@@ -158,7 +211,14 @@ fn validate(dir: &Path, json: bool) -> Result<Exit, Failure> {
         let pipelines: Vec<_> = project.pipelines.iter().map(|p| serde_json::json!({"name": p.name, "tasks": p.tasks.len(), "file": p.file.path})).collect();
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({"ok": true, "project": project.config.name, "pipelines": pipelines})).unwrap_or_default());
     } else {
-        println!("ok: project `{}`, {} pipeline{}, {} task{}", project.config.name, project.pipelines.len(), plural(project.pipelines.len()), n_tasks, plural(n_tasks));
+        println!(
+            "ok: project `{}`, {} pipeline{}, {} task{}",
+            project.config.name,
+            project.pipelines.len(),
+            plural(project.pipelines.len()),
+            n_tasks,
+            plural(n_tasks)
+        );
     }
     Ok(Exit::Success)
 }
@@ -167,8 +227,18 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn compile_for_run(dir: &Path, pipeline: &str, args: &RunArgs, ds: NaiveDate, vars: Vec<(String, String)>) -> Result<(Project, Plan, Vec<bool>), Failure> {
-    let options = LoadOptions { ds, vars, only_pipeline: Some(pipeline.to_string()) };
+fn compile_for_run(
+    dir: &Path,
+    pipeline: &str,
+    args: &RunArgs,
+    ds: NaiveDate,
+    vars: Vec<(String, String)>,
+) -> Result<(Project, Plan, Vec<bool>), Failure> {
+    let options = LoadOptions {
+        ds,
+        vars,
+        only_pipeline: Some(pipeline.to_string()),
+    };
     let project = load(dir, &options)?;
     let plan = plan::compile(&project, pipeline).map_err(Failure::diags)?;
     let mask = plan.select(&args.select).map_err(Failure::usage)?;
@@ -194,21 +264,44 @@ fn show_plan(dir: &Path, pipeline: &str, args: &RunArgs, json: bool) -> Result<E
             })
             .collect();
         let value = serde_json::json!({"project": project.config.name, "pipeline": plan.pipeline, "ds": ds.to_string(), "tasks": tasks, "external_inputs": plan.external_inputs});
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
     } else {
-        println!("pipeline `{}` (ds {ds}): {} of {} tasks selected, in order", plan.pipeline, map.len(), plan.tasks.len());
+        println!(
+            "pipeline `{}` (ds {ds}): {} of {} tasks selected, in order",
+            plan.pipeline,
+            map.len(),
+            plan.tasks.len()
+        );
         let rows: Vec<Vec<String>> = order
             .iter()
             .enumerate()
             .map(|(n, &i)| {
                 let t = &plan.tasks[map[i]];
-                let deps: Vec<&str> = t.deps.iter().filter(|&&d| mask[d]).map(|&d| plan.tasks[d].id.as_str()).collect();
-                vec![(n + 1).to_string(), t.id.clone(), t.kind.name().to_string(), deps.join(","), t.inputs.join(","), t.outputs.join(",")]
+                let deps: Vec<&str> = t
+                    .deps
+                    .iter()
+                    .filter(|&&d| mask[d])
+                    .map(|&d| plan.tasks[d].id.as_str())
+                    .collect();
+                vec![
+                    (n + 1).to_string(),
+                    t.id.clone(),
+                    t.kind.name().to_string(),
+                    deps.join(","),
+                    t.inputs.join(","),
+                    t.outputs.join(","),
+                ]
             })
             .collect();
         print_table(&["#", "task", "kind", "after", "reads", "writes"], &rows);
         if !plan.external_inputs.is_empty() {
-            println!("reads from other pipelines: {}", plan.external_inputs.join(", "));
+            println!(
+                "reads from other pipelines: {}",
+                plan.external_inputs.join(", ")
+            );
         }
     }
     Ok(Exit::Success)
@@ -246,28 +339,49 @@ struct Runner {
 impl TaskRunner for Runner {
     type Output = TaskOutput;
 
-    async fn run(&self, task_idx: usize, attempt: u32, cancel: CancellationToken) -> Result<TaskOutput, TaskError> {
+    async fn run(
+        &self,
+        task_idx: usize,
+        attempt: u32,
+        cancel: CancellationToken,
+    ) -> Result<TaskOutput, TaskError> {
         let task = &self.plan.tasks[self.map[task_idx]];
         tracing::info!(run_id = %self.ctx.run_id, task = %task.id, attempt, "task started");
-        let cx = TaskCx { run: &self.ctx, task, cancel };
+        let cx = TaskCx {
+            run: &self.ctx,
+            task,
+            cancel,
+        };
         tasks::run(&cx).await
     }
 }
 
 async fn open_storage(project: &Project) -> Result<Storage, Failure> {
     let storage_cfg = &project.config.storage;
-    Storage::open(&storage_cfg.root, &storage_cfg.options, &project.dir).await.map_err(|e| Failure::usage(format!("{e}")))
+    Storage::open(&storage_cfg.root, &storage_cfg.options, &project.dir)
+        .await
+        .map_err(|e| Failure::usage(format!("{e}")))
 }
 
 fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-async fn run_pipeline(dir: &Path, pipeline: &str, args: &RunArgs, resume: Option<&str>, json: bool) -> Result<Exit, Failure> {
+async fn run_pipeline(
+    dir: &Path,
+    pipeline: &str,
+    args: &RunArgs,
+    resume: Option<&str>,
+    json: bool,
+) -> Result<Exit, Failure> {
     // Resume takes ds and vars from the run it continues: the same interval, the same inputs.
     let mut previous: Option<RunState> = None;
     let (ds, vars) = if let Some(run_id) = resume {
-        let options = LoadOptions { ds: today(), vars: vec![], only_pipeline: Some(pipeline.to_string()) };
+        let options = LoadOptions {
+            ds: today(),
+            vars: vec![],
+            only_pipeline: Some(pipeline.to_string()),
+        };
         let project = load(dir, &options)?;
         let storage = open_storage(&project).await?;
         let state = runs::load(&storage, pipeline, run_id)
@@ -275,7 +389,10 @@ async fn run_pipeline(dir: &Path, pipeline: &str, args: &RunArgs, resume: Option
             .map_err(|e| Failure::usage(e.to_string()))?
             .ok_or_else(|| Failure::usage(format!("no run `{run_id}` of pipeline `{pipeline}`")))?;
         if args.ds.as_deref().is_some_and(|d| d != state.ds) {
-            return Err(Failure::usage(format!("run `{run_id}` has ds {}; `--resume` keeps it (drop `--ds`)", state.ds)));
+            return Err(Failure::usage(format!(
+                "run `{run_id}` has ds {}; `--resume` keeps it (drop `--ds`)",
+                state.ds
+            )));
         }
         let ds = parse_ds(Some(&state.ds))?;
         let vars = state.vars.clone();
@@ -288,13 +405,21 @@ async fn run_pipeline(dir: &Path, pipeline: &str, args: &RunArgs, resume: Option
     let (project, plan, mask) = compile_for_run(dir, pipeline, args, ds, vars.clone())?;
     let storage = open_storage(&project).await?;
     let (exec_plan, map) = to_exec_plan(&plan, &mask);
-    let run_id = previous.as_ref().map_or_else(runs::new_run_id, |s| s.run_id.clone());
+    let run_id = previous
+        .as_ref()
+        .map_or_else(runs::new_run_id, |s| s.run_id.clone());
 
     let pre_completed: Vec<bool> = map
         .iter()
         .map(|&p| {
             previous.as_ref().is_some_and(|s| {
-                s.tasks.iter().any(|t| t.id == plan.tasks[p].id && matches!(t.status, TaskStateStatus::Succeeded | TaskStateStatus::Skipped))
+                s.tasks.iter().any(|t| {
+                    t.id == plan.tasks[p].id
+                        && matches!(
+                            t.status,
+                            TaskStateStatus::Succeeded | TaskStateStatus::Skipped
+                        )
+                })
             })
         })
         .collect();
@@ -305,25 +430,54 @@ async fn run_pipeline(dir: &Path, pipeline: &str, args: &RunArgs, resume: Option
         ds: ds.to_string(),
         vars: vars.clone(),
         status: RunStatus::Running,
-        started_at: previous.as_ref().map_or_else(|| rfc3339(SystemTime::now()), |s| s.started_at.clone()),
+        started_at: previous
+            .as_ref()
+            .map_or_else(|| rfc3339(SystemTime::now()), |s| s.started_at.clone()),
         finished_at: None,
         tasks: map
             .iter()
             .map(|&p| {
                 let t = &plan.tasks[p];
-                let old = previous.as_ref().and_then(|s| s.tasks.iter().find(|x| x.id == t.id).cloned());
+                let old = previous
+                    .as_ref()
+                    .and_then(|s| s.tasks.iter().find(|x| x.id == t.id).cloned());
                 match old {
-                    Some(old) if matches!(old.status, TaskStateStatus::Succeeded | TaskStateStatus::Skipped) => old,
-                    _ => TaskState { id: t.id.clone(), kind: t.kind.name().to_string(), status: TaskStateStatus::Pending, attempts: 0, started_at: None, finished_at: None, duration_ms: None, error: None, outputs: vec![] },
+                    Some(old)
+                        if matches!(
+                            old.status,
+                            TaskStateStatus::Succeeded | TaskStateStatus::Skipped
+                        ) =>
+                    {
+                        old
+                    }
+                    _ => TaskState {
+                        id: t.id.clone(),
+                        kind: t.kind.name().to_string(),
+                        status: TaskStateStatus::Pending,
+                        attempts: 0,
+                        started_at: None,
+                        finished_at: None,
+                        duration_ms: None,
+                        error: None,
+                        outputs: vec![],
+                        checks: vec![],
+                    },
                 }
             })
             .collect(),
         nightjar_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    runs::save(&storage, &state).await.map_err(|e| Failure::usage(format!("cannot write run state: {e}")))?;
+    runs::save(&storage, &state)
+        .await
+        .map_err(|e| Failure::usage(format!("cannot write run state: {e}")))?;
     tracing::info!(run_id = %run_id, pipeline, ds = %ds, "run started");
 
-    let engine = Engine::new(project.config.engine, project.config.limits.clone(), &project.dir, storage.clone());
+    let engine = Engine::new(
+        project.config.engine,
+        project.config.limits.clone(),
+        &project.dir,
+        storage.clone(),
+    );
     let ctx = Arc::new(RunContext {
         project_dir: project.dir.clone(),
         project_name: project.config.name.clone(),
@@ -332,9 +486,15 @@ async fn run_pipeline(dir: &Path, pipeline: &str, args: &RunArgs, resume: Option
         pipeline: pipeline.to_string(),
         run_id: run_id.clone(),
         ds,
+        checks: Default::default(),
     });
+    let run_ctx = ctx.clone();
     let plan = Arc::new(plan);
-    let runner = Arc::new(Runner { ctx, plan: plan.clone(), map: map.clone() });
+    let runner = Arc::new(Runner {
+        ctx,
+        plan: plan.clone(),
+        map: map.clone(),
+    });
 
     let cancel = CancellationToken::new();
     let signal_cancel = cancel.clone();
@@ -350,6 +510,7 @@ async fn run_pipeline(dir: &Path, pipeline: &str, args: &RunArgs, resume: Option
     let state_storage = storage.clone();
     // Run state is persisted by one consumer, in event order, so writes never race.
     let mut consumer_state = state.clone();
+    let consumer_ctx = run_ctx.clone();
     let consumer = tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
             match &event {
@@ -357,19 +518,31 @@ async fn run_pipeline(dir: &Path, pipeline: &str, args: &RunArgs, resume: Option
                     if let Some(t) = consumer_state.task_mut(&names[*task_idx]) {
                         t.status = TaskStateStatus::Running;
                         t.attempts = *attempt;
-                        t.started_at.get_or_insert_with(|| rfc3339(SystemTime::now()));
+                        t.started_at
+                            .get_or_insert_with(|| rfc3339(SystemTime::now()));
                     }
                     progress.started(&names[*task_idx]);
                 }
-                ExecEvent::Retrying { task_idx, attempt, error, delay } => {
+                ExecEvent::Retrying {
+                    task_idx,
+                    attempt,
+                    error,
+                    delay,
+                } => {
                     tracing::warn!(task = %names[*task_idx], attempt, ?delay, "attempt failed, retrying: {error}");
                 }
-                ExecEvent::Finished { task_idx, status, attempts, error } => {
+                ExecEvent::Finished {
+                    task_idx,
+                    status,
+                    attempts,
+                    error,
+                } => {
                     if let Some(t) = consumer_state.task_mut(&names[*task_idx]) {
                         t.status = (*status).into();
                         t.attempts = (*attempts).max(t.attempts);
                         t.error = error.clone();
                         t.finished_at = Some(rfc3339(SystemTime::now()));
+                        t.checks = check_values(&consumer_ctx, &names[*task_idx]);
                     }
                     progress.finished(&names[*task_idx], *status);
                 }
@@ -381,10 +554,24 @@ async fn run_pipeline(dir: &Path, pipeline: &str, args: &RunArgs, resume: Option
         progress.done();
     });
 
-    let report = exec::execute(&exec_plan, runner, ExecOptions { max_parallel: project.config.limits.max_parallel_tasks, pre_completed, events: Some(tx), cancel: cancel.clone() }).await;
+    let report = exec::execute(
+        &exec_plan,
+        runner,
+        ExecOptions {
+            max_parallel: project.config.limits.max_parallel_tasks,
+            pre_completed,
+            events: Some(tx),
+            cancel: cancel.clone(),
+        },
+    )
+    .await;
     signal_task.abort();
     let _ = consumer.await;
-    let report = report.map_err(|e| Failure { exit: Exit::RunFailed, message: e.to_string(), diagnostics: vec![] })?;
+    let report = report.map_err(|e| Failure {
+        exit: Exit::RunFailed,
+        message: e.to_string(),
+        diagnostics: vec![],
+    })?;
 
     for (i, result) in report.results.iter().enumerate() {
         let t = &mut state.tasks[i];
@@ -400,7 +587,14 @@ async fn run_pipeline(dir: &Path, pipeline: &str, args: &RunArgs, resume: Option
         if let Some(out) = &result.output {
             t.outputs = out.written.clone();
         }
+        t.checks = check_values(&run_ctx, &t.id);
     }
+    let violated = run_ctx
+        .checks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|c| c.violated);
     state.status = if report.cancelled {
         RunStatus::Cancelled
     } else if report.succeeded() {
@@ -409,20 +603,50 @@ async fn run_pipeline(dir: &Path, pipeline: &str, args: &RunArgs, resume: Option
         RunStatus::Failed
     };
     state.finished_at = Some(rfc3339(SystemTime::now()));
-    runs::save(&storage, &state).await.map_err(|e| Failure { exit: Exit::RunFailed, message: format!("cannot write run state: {e}"), diagnostics: vec![] })?;
+    runs::save(&storage, &state).await.map_err(|e| Failure {
+        exit: Exit::RunFailed,
+        message: format!("cannot write run state: {e}"),
+        diagnostics: vec![],
+    })?;
 
-    let rows: Vec<u64> = report.results.iter().map(|r| r.output.as_ref().map_or(0, |o| o.rows_written())).collect();
-    print_run(&state, &rows, json);
+    let rows: Vec<u64> = report
+        .results
+        .iter()
+        .map(|r| r.output.as_ref().map_or(0, |o| o.rows_written()))
+        .collect();
+    print_run(&state, &rows, json, false);
     match state.status {
         RunStatus::Succeeded => Ok(Exit::Success),
         _ => {
-            for t in state.tasks.iter().filter(|t| t.status == TaskStateStatus::Failed) {
+            for t in state
+                .tasks
+                .iter()
+                .filter(|t| t.status == TaskStateStatus::Failed)
+            {
                 eprintln!("error: {}", t.error.as_deref().unwrap_or("failed"));
             }
-            eprintln!("run {} {}; resume with: nightjar run {} --resume {}", state.run_id, status_word(state.status), state.pipeline, state.run_id);
-            Ok(Exit::RunFailed)
+            eprintln!(
+                "run {} {}; resume with: nightjar run {} --resume {}",
+                state.run_id,
+                status_word(state.status),
+                state.pipeline,
+                state.run_id
+            );
+            Ok(if violated {
+                Exit::Contract
+            } else {
+                Exit::RunFailed
+            })
         }
     }
+}
+
+/// A task's contract reports as JSON, for the run state.
+fn check_values(ctx: &RunContext, task: &str) -> Vec<serde_json::Value> {
+    ctx.checks_of(task)
+        .into_iter()
+        .filter_map(|c| serde_json::to_value(&c).ok())
+        .collect()
 }
 
 fn status_word(s: RunStatus) -> &'static str {
@@ -446,12 +670,23 @@ fn task_status_word(s: TaskStateStatus) -> &'static str {
     }
 }
 
-fn print_run(state: &RunState, rows: &[u64], json: bool) {
+/// The summary table; then each contract check, every rule if `all_checks`, else only the
+/// failed and warned ones.
+fn print_run(state: &RunState, rows: &[u64], json: bool, all_checks: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(state).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(state).unwrap_or_default()
+        );
         return;
     }
-    println!("run {} of `{}` (ds {}): {}", state.run_id, state.pipeline, state.ds, status_word(state.status));
+    println!(
+        "run {} of `{}` (ds {}): {}",
+        state.run_id,
+        state.pipeline,
+        state.ds,
+        status_word(state.status)
+    );
     let table: Vec<Vec<String>> = state
         .tasks
         .iter()
@@ -461,12 +696,19 @@ fn print_run(state: &RunState, rows: &[u64], json: bool) {
                 t.id.clone(),
                 task_status_word(t.status).to_string(),
                 t.attempts.to_string(),
-                t.duration_ms.map_or("-".into(), |ms| format!("{:.2}s", ms as f64 / 1000.0)),
+                t.duration_ms
+                    .map_or("-".into(), |ms| format!("{:.2}s", ms as f64 / 1000.0)),
                 rows.get(i).copied().unwrap_or(0).to_string(),
             ]
         })
         .collect();
-    print_table(&["task", "status", "attempts", "duration", "rows written"], &table);
+    print_table(
+        &["task", "status", "attempts", "duration", "rows written"],
+        &table,
+    );
+    for t in &state.tasks {
+        contract::print_task_checks(&t.id, &t.checks, all_checks);
+    }
 }
 
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
@@ -477,7 +719,11 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("  {}", parts.join("  ").trim_end());
     };
     line(header.iter().map(|s| s.to_string()).collect());
@@ -487,39 +733,76 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 async fn runs_command(dir: &Path, command: &RunsCommand, json: bool) -> Result<Exit, Failure> {
-    let options = LoadOptions { ds: today(), vars: vec![], only_pipeline: None };
+    let options = LoadOptions {
+        ds: today(),
+        vars: vec![],
+        only_pipeline: None,
+    };
     let project = load(dir, &options)?;
     let storage = open_storage(&project).await?;
     match command {
         RunsCommand::List { pipeline } => {
-            let mut all = runs::list(&storage).await.map_err(|e| Failure::usage(e.to_string()))?;
+            let mut all = runs::list(&storage)
+                .await
+                .map_err(|e| Failure::usage(e.to_string()))?;
             if let Some(p) = pipeline {
                 all.retain(|r| &r.pipeline == p);
             }
             if json {
                 let rows: Vec<_> = all.iter().map(|r| serde_json::json!({"run_id": r.run_id, "pipeline": r.pipeline, "ds": r.ds, "status": r.status, "started_at": r.started_at, "finished_at": r.finished_at})).collect();
-                println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).unwrap_or_default()
+                );
             } else {
                 let rows: Vec<Vec<String>> = all
                     .iter()
                     .map(|r| {
-                        let done = r.tasks.iter().filter(|t| matches!(t.status, TaskStateStatus::Succeeded | TaskStateStatus::Skipped)).count();
-                        vec![r.run_id.clone(), r.pipeline.clone(), r.ds.clone(), status_word(r.status).to_string(), format!("{done}/{}", r.tasks.len())]
+                        let done = r
+                            .tasks
+                            .iter()
+                            .filter(|t| {
+                                matches!(
+                                    t.status,
+                                    TaskStateStatus::Succeeded | TaskStateStatus::Skipped
+                                )
+                            })
+                            .count();
+                        vec![
+                            r.run_id.clone(),
+                            r.pipeline.clone(),
+                            r.ds.clone(),
+                            status_word(r.status).to_string(),
+                            format!("{done}/{}", r.tasks.len()),
+                        ]
                     })
                     .collect();
                 print_table(&["run", "pipeline", "ds", "status", "tasks done"], &rows);
             }
         }
         RunsCommand::Show { run_id } => {
-            let state = runs::find(&storage, run_id).await.map_err(|e| Failure::usage(e.to_string()))?.ok_or_else(|| Failure::usage(format!("no run `{run_id}`")))?;
+            let state = runs::find(&storage, run_id)
+                .await
+                .map_err(|e| Failure::usage(e.to_string()))?
+                .ok_or_else(|| Failure::usage(format!("no run `{run_id}`")))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&state).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&state).unwrap_or_default()
+                );
             } else {
-                let rows: Vec<u64> = state.tasks.iter().map(|t| t.outputs.iter().map(|o| o.rows).sum()).collect();
-                print_run(&state, &rows, false);
+                let rows: Vec<u64> = state
+                    .tasks
+                    .iter()
+                    .map(|t| t.outputs.iter().map(|o| o.rows).sum())
+                    .collect();
+                print_run(&state, &rows, false, true);
                 for t in &state.tasks {
                     for o in &t.outputs {
-                        println!("  {} wrote {} version {} ({} rows)", t.id, o.table, o.version, o.rows);
+                        println!(
+                            "  {} wrote {} version {} ({} rows)",
+                            t.id, o.table, o.version, o.rows
+                        );
                     }
                     if let Some(e) = &t.error {
                         println!("  {} error: {e}", t.id);
@@ -541,7 +824,9 @@ impl Progress {
         let show = !json && std::io::stderr().is_terminal();
         let bar = show.then(|| {
             let bar = indicatif::ProgressBar::new(n as u64);
-            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}") {
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            ) {
                 bar.set_style(style);
             }
             bar.enable_steady_tick(std::time::Duration::from_millis(120));

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "nightjar", version, about = "Batch data platform for marketing data science: pipelines, data contracts, features, models and lineage from one project folder")]
+#[command(
+    name = "nightjar",
+    version,
+    about = "Batch data platform for marketing data science: pipelines, data contracts, features, models and lineage from one project folder"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -56,8 +60,34 @@ pub enum Command {
         #[command(subcommand)]
         command: RunsCommand,
     },
+    /// Data contracts (ODCS v3 files under contracts/)
+    Contract {
+        #[command(subcommand)]
+        command: ContractCommand,
+    },
     /// Print the JSON Schema of the project files (for editors' YAML language servers)
     Schema,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContractCommand {
+    /// Check a table or a data file against a contract now (exit 3 on a blocking violation)
+    Check {
+        /// The contract file (ODCS v3 YAML)
+        contract: PathBuf,
+        /// A table of the project, `zone.name` (its latest version)
+        #[arg(long, conflicts_with = "data", required_unless_present = "data")]
+        table: Option<String>,
+        /// A Parquet, CSV or NDJSON file or folder: a URL or a path
+        #[arg(long)]
+        data: Option<String>,
+        /// The contract's schema object to check (default: the one matching the table, or the only one)
+        #[arg(long)]
+        object: Option<String>,
+        /// The day freshness is measured against, YYYY-MM-DD (default: today, UTC)
+        #[arg(long)]
+        ds: Option<String>,
+    },
 }
 
 #[derive(Debug, Args, Clone, Default)]

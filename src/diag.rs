@@ -49,7 +49,10 @@ impl Diagnostic {
     pub fn with_source(mut self, source: &str) -> Diagnostic {
         if let Some(line) = source.lines().nth(self.line.saturating_sub(1) as usize) {
             if self.width <= 1 {
-                let rest: String = line.chars().skip(self.column.saturating_sub(1) as usize).collect();
+                let rest: String = line
+                    .chars()
+                    .skip(self.column.saturating_sub(1) as usize)
+                    .collect();
                 self.width = token_width(&rest);
             }
             self.source_line = Some(line.to_string());
@@ -103,7 +106,10 @@ impl fmt::Display for Diagnostic {
 }
 
 /// The closest candidate by edit distance, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (levenshtein(name, c), c))
@@ -133,9 +139,13 @@ mod tests {
     #[test]
     fn renders_location_line_caret_and_hint() {
         let source = "tasks:\n  - id: a\n    depends_on: [bb]\n";
-        let d = Diagnostic::new(Path::new("pipelines/x.yaml"), Pos { line: 3, col: 18 }, "unknown task `bb`")
-            .with_source(source)
-            .with_hint("did you mean `b`?");
+        let d = Diagnostic::new(
+            Path::new("pipelines/x.yaml"),
+            Pos { line: 3, col: 18 },
+            "unknown task `bb`",
+        )
+        .with_source(source)
+        .with_hint("did you mean `b`?");
         assert_eq!(
             d.to_string(),
             "error: unknown task `bb`\n --> pipelines/x.yaml:3:18\n  |\n3 |     depends_on: [bb]\n  |                  ^^\n\nhint: did you mean `b`?\n"
@@ -144,7 +154,10 @@ mod tests {
 
     #[test]
     fn suggestions_only_for_close_names() {
-        assert_eq!(did_you_mean("retires", ["retries", "timeout"]), Some("retries"));
+        assert_eq!(
+            did_you_mean("retires", ["retries", "timeout"]),
+            Some("retries")
+        );
         assert_eq!(did_you_mean("zzz", ["retries", "timeout"]), None);
     }
 }

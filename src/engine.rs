@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use deltalake_core::delta_datafusion::planner::DeltaPlanner;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake_core::delta_datafusion::planner::DeltaPlanner;
 
 use crate::spec::{EngineKind, Limits};
 use crate::stores::object::Located;
@@ -25,9 +25,19 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(kind: EngineKind, limits: Limits, project_dir: &std::path::Path, storage: Storage) -> Engine {
+    pub fn new(
+        kind: EngineKind,
+        limits: Limits,
+        project_dir: &std::path::Path,
+        storage: Storage,
+    ) -> Engine {
         let spill_dir = limits.spill_dir.as_ref().map(|d| project_dir.join(d));
-        Engine { kind, limits, spill_dir, storage }
+        Engine {
+            kind,
+            limits,
+            spill_dir,
+            storage,
+        }
     }
 
     /// A fresh session under the project's memory limit, spilling to disk, with the storage
@@ -49,7 +59,8 @@ impl Engine {
         let disk = match &self.spill_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir)?;
-                DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![dir.clone()]))
+                DiskManagerBuilder::default()
+                    .with_mode(DiskManagerMode::Directories(vec![dir.clone()]))
             }
             None => DiskManagerBuilder::default(),
         };
@@ -72,7 +83,8 @@ impl Engine {
 
     /// Makes a store reachable from SQL (ingest sources, export targets).
     pub fn register(&self, ctx: &SessionContext, located: &Located) {
-        ctx.runtime_env().register_object_store(&located.store_url, located.store.clone());
+        ctx.runtime_env()
+            .register_object_store(&located.store_url, located.store.clone());
     }
 
     pub fn storage(&self) -> &Storage {

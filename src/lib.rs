@@ -17,6 +17,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod contracts;
 pub mod diag;
 pub mod engine;
 pub mod exec;

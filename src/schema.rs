@@ -26,12 +26,27 @@ pub fn project_schema() -> Value {
     // Each externally tagged variant `{ kind_name: Config }` becomes `kind: const` + Config's
     // properties + the common ones, closed with additionalProperties: false.
     let mut variants = Vec::new();
-    for variant in kinds.get("oneOf").and_then(Value::as_array).cloned().unwrap_or_default() {
-        let Some(props) = variant.get("properties").and_then(Value::as_object) else { continue };
+    for variant in kinds
+        .get("oneOf")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let Some(props) = variant.get("properties").and_then(Value::as_object) else {
+            continue;
+        };
         for (kind_name, config_ref) in props {
             let config = resolve(config_ref, &defs);
-            let mut properties = config.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
-            let mut required: Vec<Value> = config.get("required").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut properties = config
+                .get("properties")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let mut required: Vec<Value> = config
+                .get("required")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             if let Some(Value::Object(common_props)) = common.get("properties") {
                 for (k, v) in common_props {
                     properties.insert(k.clone(), v.clone());
@@ -68,7 +83,11 @@ pub fn project_schema() -> Value {
 }
 
 fn resolve(schema: &Value, defs: &serde_json::Map<String, Value>) -> Value {
-    match schema.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/$defs/")) {
+    match schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+    {
         Some(name) => defs.get(name).cloned().unwrap_or(Value::Null),
         None => schema.clone(),
     }

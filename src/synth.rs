@@ -108,8 +108,8 @@
 //!    channel effect `e_ch` (organic, paid_search, social, email, referral, affiliate) =
 //!    +0.10/−0.05/−0.15/+0.20/+0.15/−0.20. Median ≈ 0.25 sessions/day.
 //! 2. **Trend**: 20% declining `U(−2.5, −0.7)`, 65% flat `N(0, 0.15)`, 15% rising `U(0.3, 1.0)`.
-//! 3. **Sessions**: on each active day `t`, sessions `~ Poisson(engagement * exp(trend * t / days)
-//!    * w[weekday])` (capped at 60), `w` Mon..Sun = 0.92, 0.95, 0.97, 1.00, 1.06, 1.12, 0.98.
+//! 3. **Sessions**: on each active day `t`, sessions `~ Poisson(engagement × exp(trend × t / days)
+//!    × w[weekday])` (capped at 60), `w` Mon..Sun = 0.92, 0.95, 0.97, 1.00, 1.06, 1.12, 0.98.
 //!    In-window signups have at least one session on their signup day. Session start hours follow
 //!    a fixed diurnal profile (evening peak ≈ 19–20 h UTC).
 //! 4. **Churn**: at the start of each active day (not the signup day of an in-window signup)

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::diag::{Diagnostic, did_you_mean};
-use crate::spec::{PipelineSpec, Project, TaskDefaults};
+use crate::spec::{OnViolation, PipelineSpec, Project, QuarantineLimit, TaskDefaults};
 use crate::tasks::TaskKind;
 
 #[derive(Debug, Clone)]
@@ -25,6 +25,18 @@ pub struct PlannedTask {
     pub timeout: Option<Duration>,
     /// `pipelines/x.yaml:12:5`, for messages.
     pub location: String,
+    /// The contract gating this task's outputs.
+    pub contract: Option<PlannedContract>,
+}
+
+/// A task's `contract:`, resolved against the project's contract files.
+#[derive(Debug, Clone)]
+pub struct PlannedContract {
+    /// As written, relative to the project (`contracts/raw.yaml`).
+    pub path: String,
+    pub contract: std::sync::Arc<crate::contracts::Contract>,
+    pub on_violation: OnViolation,
+    pub max_quarantined: QuarantineLimit,
 }
 
 #[derive(Debug, Clone)]
@@ -48,12 +60,19 @@ impl Plan {
         }
         let mut keep = vec![false; self.tasks.len()];
         for sel in selectors {
-            let (up, name, down) = (sel.starts_with('+'), sel.trim_matches('+'), sel.ends_with('+'));
+            let (up, name, down) = (
+                sel.starts_with('+'),
+                sel.trim_matches('+'),
+                sel.ends_with('+'),
+            );
             let Some(idx) = self.index_of(name) else {
                 let hint = did_you_mean(name, self.tasks.iter().map(|t| t.id.as_str()))
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_default();
-                return Err(format!("`--select {sel}`: no task `{name}` in pipeline `{}`{hint}", self.pipeline));
+                return Err(format!(
+                    "`--select {sel}`: no task `{name}` in pipeline `{}`{hint}",
+                    self.pipeline
+                ));
             };
             keep[idx] = true;
             if up {
@@ -89,7 +108,11 @@ impl Plan {
 
 /// Checks every pipeline of the project; returns every problem.
 pub fn check_project(project: &Project) -> Vec<Diagnostic> {
-    project.pipelines.iter().flat_map(|p| compile_pipeline(project, p).err().unwrap_or_default()).collect()
+    project
+        .pipelines
+        .iter()
+        .flat_map(|p| compile_pipeline(project, p).err().unwrap_or_default())
+        .collect()
 }
 
 pub fn compile(project: &Project, pipeline: &str) -> Result<Plan, Vec<Diagnostic>> {
@@ -97,10 +120,21 @@ pub fn compile(project: &Project, pipeline: &str) -> Result<Plan, Vec<Diagnostic
         Some(p) => compile_pipeline(project, p),
         None => {
             let names: Vec<&str> = project.pipelines.iter().map(|p| p.name.as_str()).collect();
-            let mut d = Diagnostic::new(std::path::Path::new("pipelines"), Default::default(), format!("no pipeline `{pipeline}`"));
+            let mut d = Diagnostic::new(
+                std::path::Path::new("pipelines"),
+                Default::default(),
+                format!("no pipeline `{pipeline}`"),
+            );
             d = d.with_hint(match did_you_mean(pipeline, names.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None => format!("pipelines: {}", if names.is_empty() { "(none)".to_string() } else { names.join(", ") }),
+                None => format!(
+                    "pipelines: {}",
+                    if names.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
             });
             Err(vec![d])
         }
@@ -117,7 +151,9 @@ fn compile_pipeline(project: &Project, pipeline: &PipelineSpec) -> Result<Plan, 
     for p in &project.pipelines {
         for t in &p.tasks {
             for out in t.kind.outputs() {
-                project_writers.entry(out).or_insert_with(|| format!("{}.{}", p.name, t.common.id));
+                project_writers
+                    .entry(out)
+                    .or_insert_with(|| format!("{}.{}", p.name, t.common.id));
             }
         }
     }
@@ -126,7 +162,10 @@ fn compile_pipeline(project: &Project, pipeline: &PipelineSpec) -> Result<Plan, 
     for (i, t) in pipeline.tasks.iter().enumerate() {
         if let Some(&first) = ids.get(t.common.id.as_str()) {
             let first_pos = pipeline.tasks[first].id_pos;
-            diags.push(file.diag(t.id_pos, format!("duplicate task id `{}`", t.common.id)).with_hint(format!("first declared at line {}", first_pos.line)));
+            diags.push(
+                file.diag(t.id_pos, format!("duplicate task id `{}`", t.common.id))
+                    .with_hint(format!("first declared at line {}", first_pos.line)),
+            );
         } else {
             ids.insert(&t.common.id, i);
         }
@@ -136,8 +175,16 @@ fn compile_pipeline(project: &Project, pipeline: &PipelineSpec) -> Result<Plan, 
     for (i, t) in pipeline.tasks.iter().enumerate() {
         for out in t.kind.outputs() {
             if let Some(&other) = writers.get(&out) {
-                diags.push(file.diag(t.pos_of("output"), format!("table `{out}` is written by two tasks: `{}` and `{}`", pipeline.tasks[other].common.id, t.common.id))
-                    .with_hint("each table has one writer per pipeline"));
+                diags.push(
+                    file.diag(
+                        t.pos_of("output"),
+                        format!(
+                            "table `{out}` is written by two tasks: `{}` and `{}`",
+                            pipeline.tasks[other].common.id, t.common.id
+                        ),
+                    )
+                    .with_hint("each table has one writer per pipeline"),
+                );
             } else {
                 writers.insert(out, i);
             }
@@ -151,7 +198,9 @@ fn compile_pipeline(project: &Project, pipeline: &PipelineSpec) -> Result<Plan, 
         let mut deps: Vec<usize> = Vec::new();
         for (dep, pos) in t.common.depends_on.iter().zip(&t.depends_on_pos) {
             match ids.get(dep.as_str()) {
-                Some(&d) if d == i => diags.push(file.diag(*pos, format!("task `{dep}` depends on itself"))),
+                Some(&d) if d == i => {
+                    diags.push(file.diag(*pos, format!("task `{dep}` depends on itself")))
+                }
                 Some(&d) => deps.push(d),
                 None => {
                     let mut d = file.diag(*pos, format!("unknown task `{dep}` in `depends_on`"));
@@ -171,8 +220,11 @@ fn compile_pipeline(project: &Project, pipeline: &PipelineSpec) -> Result<Plan, 
                 Some(&w) => deps.push(w),
                 None if project_writers.contains_key(input) => external_inputs.push(input.clone()),
                 None => {
-                    let key = if matches!(t.kind, TaskKind::Export(_)) { "table" } else { "sql" };
-                    let mut d = file.diag(t.pos_of(key), format!("unknown table `{input}` in task `{}`", t.common.id));
+                    let key = t.kind.input_key();
+                    let mut d = file.diag(
+                        t.pos_of(key),
+                        format!("unknown table `{input}` in task `{}`", t.common.id),
+                    );
                     let known: Vec<&str> = project_writers.keys().map(|s| s.as_str()).collect();
                     d = d.with_hint(match did_you_mean(input, known.iter().copied()) {
                         Some(s) => format!("did you mean `{s}`? no task in the project writes `{input}`"),
@@ -191,24 +243,65 @@ fn compile_pipeline(project: &Project, pipeline: &PipelineSpec) -> Result<Plan, 
             inputs,
             outputs: t.kind.outputs(),
             retries: t.common.retries.or(defaults.retries).unwrap_or(0),
-            retry_delay: t.common.retry_delay.or(defaults.retry_delay).map_or(Duration::from_secs(5), |d| d.0),
-            max_retry_delay: defaults.max_retry_delay.map_or(Duration::from_secs(300), |d| d.0),
-            timeout: Some(t.common.timeout.or(defaults.timeout).map_or(Duration::from_secs(3600), |d| d.0)),
-            location: format!("{}:{}:{}", file.path.display(), t.node.pos.line, t.node.pos.col),
+            retry_delay: t
+                .common
+                .retry_delay
+                .or(defaults.retry_delay)
+                .map_or(Duration::from_secs(5), |d| d.0),
+            max_retry_delay: defaults
+                .max_retry_delay
+                .map_or(Duration::from_secs(300), |d| d.0),
+            timeout: Some(
+                t.common
+                    .timeout
+                    .or(defaults.timeout)
+                    .map_or(Duration::from_secs(3600), |d| d.0),
+            ),
+            location: format!(
+                "{}:{}:{}",
+                file.path.display(),
+                t.node.pos.line,
+                t.node.pos.col
+            ),
+            contract: t.common.contract.as_ref().and_then(|r| {
+                // Bindings were checked at load time; a missing file was reported there.
+                let loaded = project.contract(r.path())?;
+                Some(PlannedContract {
+                    path: r.path().to_string(),
+                    contract: loaded.contract.clone(),
+                    on_violation: r.on_violation(),
+                    max_quarantined: r
+                        .max_quarantined()
+                        .and_then(QuarantineLimit::parse)
+                        .unwrap_or(QuarantineLimit::DEFAULT),
+                })
+            }),
         });
     }
 
     if diags.is_empty()
         && let Some(cycle) = find_cycle(&tasks)
     {
-        let names: Vec<&str> = cycle.iter().chain(cycle.first()).map(|&i| tasks[i].id.as_str()).collect();
+        let names: Vec<&str> = cycle
+            .iter()
+            .chain(cycle.first())
+            .map(|&i| tasks[i].id.as_str())
+            .collect();
         let first = &pipeline.tasks[cycle[0]];
         diags.push(file.diag(first.id_pos, format!("dependency cycle: {}", names.join(" -> ")))
             .with_hint("edges come from `depends_on` and from the tables each task reads; break one of them"));
     }
     external_inputs.sort();
     external_inputs.dedup();
-    if diags.is_empty() { Ok(Plan { pipeline: pipeline.name.clone(), tasks, external_inputs }) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(Plan {
+            pipeline: pipeline.name.clone(),
+            tasks,
+            external_inputs,
+        })
+    } else {
+        Err(diags)
+    }
 }
 
 fn merge_defaults(project: &TaskDefaults, pipeline: &TaskDefaults) -> TaskDefaults {
@@ -274,7 +367,13 @@ mod tests {
     fn task(id: usize, deps: Vec<usize>) -> PlannedTask {
         PlannedTask {
             id: format!("t{id}"),
-            kind: TaskKind::Sql(SqlTask { output: format!("s.t{id}"), sql: Some("SELECT 1".into()), sql_file: None, mode: SqlMode::Overwrite, resolved: None }),
+            kind: TaskKind::Sql(SqlTask {
+                output: format!("s.t{id}"),
+                sql: Some("SELECT 1".into()),
+                sql_file: None,
+                mode: SqlMode::Overwrite,
+                resolved: None,
+            }),
             deps,
             inputs: vec![],
             outputs: vec![],
@@ -283,13 +382,19 @@ mod tests {
             max_retry_delay: Duration::ZERO,
             timeout: None,
             location: String::new(),
+            contract: None,
         }
     }
 
     /// Random DAGs: edges only from higher to lower index, so acyclic by construction.
     fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
         (1usize..40).prop_flat_map(|n| {
-            (0..n).map(|i| proptest::collection::vec(0..i.max(1), 0..4).prop_map(move |d| if i == 0 { vec![] } else { d })).collect::<Vec<_>>()
+            (0..n)
+                .map(|i| {
+                    proptest::collection::vec(0..i.max(1), 0..4)
+                        .prop_map(move |d| if i == 0 { vec![] } else { d })
+                })
+                .collect::<Vec<_>>()
         })
     }
 
@@ -321,11 +426,33 @@ mod tests {
     #[test]
     fn select_up_and_downstream() {
         // a -> b -> c, a -> d
-        let tasks = vec![task(0, vec![]), task(1, vec![0]), task(2, vec![1]), task(3, vec![0])];
-        let plan = Plan { pipeline: "p".into(), tasks, external_inputs: vec![] };
-        assert_eq!(plan.select(&["t1+".into()]).unwrap(), vec![false, true, true, false]);
-        assert_eq!(plan.select(&["+t2".into()]).unwrap(), vec![true, true, true, false]);
-        assert_eq!(plan.select(&["t3".into()]).unwrap(), vec![false, false, false, true]);
-        assert!(plan.select(&["t9".into()]).unwrap_err().contains("no task `t9`"));
+        let tasks = vec![
+            task(0, vec![]),
+            task(1, vec![0]),
+            task(2, vec![1]),
+            task(3, vec![0]),
+        ];
+        let plan = Plan {
+            pipeline: "p".into(),
+            tasks,
+            external_inputs: vec![],
+        };
+        assert_eq!(
+            plan.select(&["t1+".into()]).unwrap(),
+            vec![false, true, true, false]
+        );
+        assert_eq!(
+            plan.select(&["+t2".into()]).unwrap(),
+            vec![true, true, true, false]
+        );
+        assert_eq!(
+            plan.select(&["t3".into()]).unwrap(),
+            vec![false, false, false, true]
+        );
+        assert!(
+            plan.select(&["t9".into()])
+                .unwrap_err()
+                .contains("no task `t9`")
+        );
     }
 }

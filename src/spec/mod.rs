@@ -64,7 +64,10 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { root: default_root(), options: BTreeMap::new() }
+        StorageConfig {
+            root: default_root(),
+            options: BTreeMap::new(),
+        }
     }
 }
 
@@ -83,7 +86,9 @@ pub enum OptionValue {
     },
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EngineKind {
     /// DataFusion in this process.
@@ -197,9 +202,152 @@ pub struct TaskCommon {
     /// Time limit of one attempt.
     #[serde(default)]
     pub timeout: Option<DurationSpec>,
+    /// A data contract (ODCS file under `contracts/`) that gates every table this task writes:
+    /// the new version is checked before it is published.
+    #[serde(default)]
+    pub contract: Option<ContractRef>,
 }
 
-pub const COMMON_KEYS: &[&str] = &["id", "kind", "description", "depends_on", "retries", "retry_delay", "timeout"];
+pub const COMMON_KEYS: &[&str] = &[
+    "id",
+    "kind",
+    "description",
+    "depends_on",
+    "retries",
+    "retry_delay",
+    "timeout",
+    "contract",
+];
+
+/// `contract:` on a task: a path, or a mapping with the violation policy.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum ContractRef {
+    /// `contract: contracts/orders.yaml` (blocking violations fail the task).
+    Path(String),
+    Use(ContractUse),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContractUse {
+    /// The contract file, relative to the project (e.g. `contracts/raw.yaml`).
+    pub path: String,
+    /// `fail` (default): a blocking violation fails the task and publishes nothing.
+    /// `quarantine`: rows failing a row-level rule go to `<zone>.<name>__quarantine` with the
+    /// rule id and run id, the other rows are published.
+    #[serde(default)]
+    pub on_violation: OnViolation,
+    /// With `quarantine`: the most rows that may be quarantined, as `"1%"` of the rows or a
+    /// row count; more fails the task. Default: `1%`.
+    #[serde(default)]
+    pub max_quarantined: Option<String>,
+}
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OnViolation {
+    #[default]
+    Fail,
+    Quarantine,
+}
+
+impl ContractRef {
+    pub fn path(&self) -> &str {
+        match self {
+            ContractRef::Path(p) => p,
+            ContractRef::Use(u) => &u.path,
+        }
+    }
+
+    pub fn on_violation(&self) -> OnViolation {
+        match self {
+            ContractRef::Path(_) => OnViolation::Fail,
+            ContractRef::Use(u) => u.on_violation,
+        }
+    }
+
+    pub fn max_quarantined(&self) -> Option<&str> {
+        match self {
+            ContractRef::Path(_) => None,
+            ContractRef::Use(u) => u.max_quarantined.as_deref(),
+        }
+    }
+}
+
+/// A string is a path; a mapping is a [`ContractUse`]. Written by hand (not `untagged`) so
+/// that an error inside the mapping keeps its line and column.
+impl<'de> Deserialize<'de> for ContractRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ContractRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a contract file path or a mapping with `path`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ContractRef, E> {
+                Ok(ContractRef::Path(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ContractRef, A::Error> {
+                ContractUse::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ContractRef::Use)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `max_quarantined`: `"2.5%"` of the rows, or a row count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum QuarantineLimit {
+    Percent(f64),
+    Rows(u64),
+}
+
+impl QuarantineLimit {
+    pub const DEFAULT: QuarantineLimit = QuarantineLimit::Percent(1.0);
+
+    pub fn parse(text: &str) -> Option<QuarantineLimit> {
+        let t = text.trim();
+        match t.strip_suffix('%') {
+            Some(p) => p
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .map(QuarantineLimit::Percent),
+            None => t.parse::<u64>().ok().map(QuarantineLimit::Rows),
+        }
+    }
+
+    pub fn allows(self, quarantined: u64, rows: u64) -> bool {
+        match self {
+            QuarantineLimit::Percent(p) => {
+                rows == 0 || (quarantined as f64) * 100.0 <= p * rows as f64
+            }
+            QuarantineLimit::Rows(n) => quarantined <= n,
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            QuarantineLimit::Percent(p) => format!("<= {p}%"),
+            QuarantineLimit::Rows(n) => format!("<= {n} rows"),
+        }
+    }
+}
+
+/// A contract file of the project, parsed.
+#[derive(Debug, Clone)]
+pub struct LoadedContract {
+    pub file: SourceFile,
+    pub contract: std::sync::Arc<crate::contracts::Contract>,
+}
 
 /// One source file of the project, with the path users see in messages.
 #[derive(Debug, Clone)]
@@ -221,10 +369,17 @@ impl SourceFile {
     /// Like `yaml_diag`, with more candidate names for a "did you mean" hint.
     fn yaml_diag_with(&self, err: YamlError, fallback: Pos, extra: &[&str]) -> Diagnostic {
         let mut d = self.diag(err.pos.unwrap_or(fallback), err.message.clone());
-        if let Some(field) = err.message.strip_prefix("unknown field `").and_then(|s| s.split('`').next())
+        if let Some(field) = err
+            .message
+            .strip_prefix("unknown field `")
+            .and_then(|s| s.split('`').next())
             && let Some(list) = err.message.split("expected one of ").nth(1)
         {
-            let candidates: Vec<&str> = list.split(", ").map(|s| s.trim_matches('`')).chain(extra.iter().copied()).collect();
+            let candidates: Vec<&str> = list
+                .split(", ")
+                .map(|s| s.trim_matches('`'))
+                .chain(extra.iter().copied())
+                .collect();
             if let Some(s) = did_you_mean(field, candidates) {
                 d = d.with_hint(format!("did you mean `{s}`?"));
             }
@@ -247,7 +402,10 @@ pub struct TaskSpec {
 impl TaskSpec {
     /// Position of a field of this task, or of the task itself.
     pub fn pos_of(&self, key: &str) -> Pos {
-        self.node.entry(key).map(|(_, v)| v.pos).unwrap_or(self.node.pos)
+        self.node
+            .entry(key)
+            .map(|(_, v)| v.pos)
+            .unwrap_or(self.node.pos)
     }
 }
 
@@ -268,11 +426,19 @@ pub struct Project {
     pub config: ProjectConfig,
     pub config_file: SourceFile,
     pub pipelines: Vec<PipelineSpec>,
+    /// `contracts/*.yaml`, by file name order.
+    pub contracts: Vec<LoadedContract>,
 }
 
 impl Project {
     pub fn pipeline(&self, name: &str) -> Option<&PipelineSpec> {
         self.pipelines.iter().find(|p| p.name == name)
+    }
+
+    /// A contract by its path relative to the project (`contracts/raw.yaml`).
+    pub fn contract(&self, path: &str) -> Option<&LoadedContract> {
+        let wanted = Path::new(path.trim_start_matches("./"));
+        self.contracts.iter().find(|c| c.file.path == wanted)
     }
 }
 
@@ -291,64 +457,242 @@ pub struct LoadOptions {
 pub fn load_project(dir: &Path, options: &LoadOptions) -> Result<Project, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let dir = dir.canonicalize().map_err(|e| {
-        vec![Diagnostic::new(dir, Pos::default(), format!("cannot open project directory `{}`: {e}", dir.display()))]
+        vec![Diagnostic::new(
+            dir,
+            Pos::default(),
+            format!("cannot open project directory `{}`: {e}", dir.display()),
+        )]
     })?;
 
     let config_path = dir.join(PROJECT_FILE);
     let config_text = std::fs::read_to_string(&config_path).map_err(|e| {
-        vec![Diagnostic::new(Path::new(PROJECT_FILE), Pos::default(), format!("cannot read `{PROJECT_FILE}` in `{}`: {e}", dir.display()))
-            .with_hint("run nightjar in a project directory, or pass its path")]
+        vec![
+            Diagnostic::new(
+                Path::new(PROJECT_FILE),
+                Pos::default(),
+                format!("cannot read `{PROJECT_FILE}` in `{}`: {e}", dir.display()),
+            )
+            .with_hint("run nightjar in a project directory, or pass its path"),
+        ]
     })?;
-    let config_file = SourceFile { path: PathBuf::from(PROJECT_FILE), text: config_text };
+    let config_file = SourceFile {
+        path: PathBuf::from(PROJECT_FILE),
+        text: config_text,
+    };
     let config = load_config(&config_file, &mut diags);
 
-    let mut pipeline_files = Vec::new();
-    let pipelines_dir = dir.join("pipelines");
-    match std::fs::read_dir(&pipelines_dir) {
-        Ok(entries) => {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
-                    pipeline_files.push(path);
-                }
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => diags.push(Diagnostic::new(Path::new("pipelines"), Pos::default(), format!("cannot list `pipelines/`: {e}"))),
-    }
-    pipeline_files.sort();
-
     let mut pipelines: Vec<PipelineSpec> = Vec::new();
-    for path in pipeline_files {
-        let rel = path.strip_prefix(&dir).unwrap_or(&path).to_path_buf();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let file = SourceFile { path: rel, text };
-                if let Some(p) = load_pipeline(&dir, file, options, &mut diags) {
-                    pipelines.push(p);
-                }
-            }
-            Err(e) => diags.push(Diagnostic::new(&rel, Pos::default(), format!("cannot read `{}`: {e}", rel.display()))),
+    for file in read_yaml_files(&dir, "pipelines", &mut diags) {
+        if let Some(p) = load_pipeline(&dir, file, options, &mut diags) {
+            pipelines.push(p);
+        }
+    }
+
+    let mut contracts = Vec::new();
+    for file in read_yaml_files(&dir, "contracts", &mut diags) {
+        match crate::contracts::parse_contract(&file.path, &file.text) {
+            Ok(contract) => contracts.push(LoadedContract {
+                file,
+                contract: std::sync::Arc::new(contract),
+            }),
+            Err(found) => diags.extend(found),
+        }
+    }
+    for pipeline in &pipelines {
+        for task in &pipeline.tasks {
+            check_contract_binding(&pipeline.file, task, &contracts, &mut diags);
         }
     }
 
     for (name, _) in &options.vars {
         let declared = pipelines
             .iter()
-            .filter(|p| options.only_pipeline.as_deref().is_none_or(|only| only == p.name))
+            .filter(|p| {
+                options
+                    .only_pipeline
+                    .as_deref()
+                    .is_none_or(|only| only == p.name)
+            })
             .any(|p| p.header.params.contains_key(name));
         if !declared {
             diags.push(
-                Diagnostic::new(Path::new("--var"), Pos::default(), format!("`--var {name}=…` names no declared param"))
-                    .with_hint("declare it under `params:` in the pipeline file"),
+                Diagnostic::new(
+                    Path::new("--var"),
+                    Pos::default(),
+                    format!("`--var {name}=…` names no declared param"),
+                )
+                .with_hint("declare it under `params:` in the pipeline file"),
             );
         }
     }
 
     match config {
-        Some(config) if diags.is_empty() => Ok(Project { dir, config, config_file, pipelines }),
+        Some(config) if diags.is_empty() => Ok(Project {
+            dir,
+            config,
+            config_file,
+            pipelines,
+            contracts,
+        }),
         _ => Err(diags),
     }
+}
+
+/// Every `*.yaml`/`*.yml` file directly in `dir/sub`, sorted, paths relative to `dir`.
+fn read_yaml_files(dir: &Path, sub: &str, diags: &mut Vec<Diagnostic>) -> Vec<SourceFile> {
+    let mut paths = Vec::new();
+    match std::fs::read_dir(dir.join(sub)) {
+        Ok(entries) => {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                ) {
+                    paths.push(path);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => diags.push(Diagnostic::new(
+            Path::new(sub),
+            Pos::default(),
+            format!("cannot list `{sub}/`: {e}"),
+        )),
+    }
+    paths.sort();
+    let mut files = Vec::new();
+    for path in paths {
+        let rel = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => files.push(SourceFile { path: rel, text }),
+            Err(e) => diags.push(Diagnostic::new(
+                &rel,
+                Pos::default(),
+                format!("cannot read `{}`: {e}", rel.display()),
+            )),
+        }
+    }
+    files
+}
+
+/// `contract:` names a contract file of the project, the task writes tables, and every table
+/// it writes matches one object of the contract (by `physicalName` `zone.name`, by `name`, or
+/// the contract's only object).
+fn check_contract_binding(
+    file: &SourceFile,
+    task: &TaskSpec,
+    contracts: &[LoadedContract],
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(reference) = &task.common.contract else {
+        return;
+    };
+    let pos = task.pos_of("contract");
+    let wanted = Path::new(reference.path().trim_start_matches("./"));
+    let Some(loaded) = contracts.iter().find(|c| c.file.path == wanted) else {
+        let known: Vec<String> = contracts
+            .iter()
+            .map(|c| c.file.path.display().to_string())
+            .collect();
+        let mut d = file.diag(pos, format!("no contract file `{}`", reference.path()));
+        d = match did_you_mean(reference.path(), known.iter().map(String::as_str)) {
+            Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+            None => d.with_hint("contracts are ODCS v3 files under `contracts/`, named by their path, e.g. `contracts/raw.yaml`"),
+        };
+        diags.push(d);
+        return;
+    };
+    let outputs = task.kind.contract_tables();
+    if outputs.is_empty() {
+        diags.push(
+            file.diag(
+                pos,
+                format!(
+                    "task `{}` writes no table for its contract to check",
+                    task.common.id
+                ),
+            )
+            .with_hint("use a `contract` task to check a table another task wrote"),
+        );
+    }
+    // A task writing one table must have it covered; a task writing several (synthetic) must
+    // have at least one covered, and the others go unchecked.
+    let covered = outputs
+        .iter()
+        .filter(|t| contract_object_for(&loaded.contract, t, outputs.len() == 1).is_some())
+        .count();
+    if covered == 0 && !outputs.is_empty() {
+        let names: Vec<&str> = loaded
+            .contract
+            .objects
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect();
+        let table = &outputs[0];
+        diags.push(
+            file.diag(
+                pos,
+                format!(
+                    "contract `{}` has no schema object for {}",
+                    reference.path(),
+                    outputs
+                        .iter()
+                        .map(|t| format!("`{t}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .with_hint(format!(
+                "its objects are {}; name one `{}` or give it `physicalName: {table}`",
+                names.join(", "),
+                table.split_once('.').map_or(table.as_str(), |(_, n)| n)
+            )),
+        );
+    }
+    if let Some(limit) = reference.max_quarantined() {
+        let limit_pos = task
+            .node
+            .get("contract")
+            .and_then(|c| c.get("max_quarantined"))
+            .map_or(pos, |n| n.pos);
+        if QuarantineLimit::parse(limit).is_none() {
+            diags.push(
+                file.diag(
+                    limit_pos,
+                    format!("`max_quarantined: {limit}` is neither a percentage nor a row count"),
+                )
+                .with_hint("write e.g. `1%` or `500`"),
+            );
+        } else if reference.on_violation() != OnViolation::Quarantine {
+            diags.push(file.diag(
+                limit_pos,
+                "`max_quarantined` needs `on_violation: quarantine`",
+            ));
+        }
+    }
+}
+
+/// The object of a contract that describes table `zone.name`: the one whose `physicalName` is
+/// the table, else whose `name` is the table or its short name, else (when the task has only
+/// this one table, `sole`) the contract's only object.
+pub fn contract_object_for<'c>(
+    contract: &'c crate::contracts::Contract,
+    table: &str,
+    sole: bool,
+) -> Option<&'c crate::contracts::ContractObject> {
+    let short = table.split_once('.').map_or(table, |(_, n)| n);
+    contract
+        .objects
+        .iter()
+        .find(|o| o.physical_name.as_deref() == Some(table))
+        .or_else(|| {
+            contract
+                .objects
+                .iter()
+                .find(|o| o.name == table || o.name == short)
+        })
+        .or_else(|| (sole && contract.objects.len() == 1).then(|| &contract.objects[0]))
 }
 
 fn load_config(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<ProjectConfig> {
@@ -368,20 +712,41 @@ fn load_config(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<Project
     };
     let before = diags.len();
     if config.version != FORMAT_VERSION {
-        diags.push(file.diag(root.get("version").map_or(root.pos, |n| n.pos), format!("unsupported format version {}", config.version))
-            .with_hint(format!("this nightjar reads version {FORMAT_VERSION}")));
+        diags.push(
+            file.diag(
+                root.get("version").map_or(root.pos, |n| n.pos),
+                format!("unsupported format version {}", config.version),
+            )
+            .with_hint(format!("this nightjar reads version {FORMAT_VERSION}")),
+        );
     }
     if config.limits.max_parallel_tasks == 0 {
-        let pos = root.get("limits").and_then(|l| l.get("max_parallel_tasks")).map_or(root.pos, |n| n.pos);
+        let pos = root
+            .get("limits")
+            .and_then(|l| l.get("max_parallel_tasks"))
+            .map_or(root.pos, |n| n.pos);
         diags.push(file.diag(pos, "`max_parallel_tasks` must be at least 1"));
     }
     for (key, value) in &config.storage.options {
-        let pos = root.get("storage").and_then(|s| s.get("options")).and_then(|o| o.get(key)).map_or(root.pos, |n| n.pos);
+        let pos = root
+            .get("storage")
+            .and_then(|s| s.get("options"))
+            .and_then(|o| o.get(key))
+            .map_or(root.pos, |n| n.pos);
         if let OptionValue::Literal(_) = value
             && is_secret_option(key)
         {
-            diags.push(file.diag(pos, format!("storage option `{key}` is a secret and must not be written in the file"))
-                .with_hint(format!("write `{key}: {{ env: VAR_NAME }}` and set VAR_NAME in the environment")));
+            diags.push(
+                file.diag(
+                    pos,
+                    format!(
+                        "storage option `{key}` is a secret and must not be written in the file"
+                    ),
+                )
+                .with_hint(format!(
+                    "write `{key}: {{ env: VAR_NAME }}` and set VAR_NAME in the environment"
+                )),
+            );
         }
     }
     (diags.len() == before).then_some(config)
@@ -390,13 +755,33 @@ fn load_config(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<Project
 /// Option keys whose values are credentials (object_store's AWS, GCS and Azure key names).
 pub fn is_secret_option(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["secret", "password", "token", "access_key", "account_key", "sas", "credential", "service_account_key", "client_secret"]
-        .iter()
-        .any(|s| key.contains(s))
+    [
+        "secret",
+        "password",
+        "token",
+        "access_key",
+        "account_key",
+        "sas",
+        "credential",
+        "service_account_key",
+        "client_secret",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
 }
 
-fn load_pipeline(dir: &Path, file: SourceFile, options: &LoadOptions, diags: &mut Vec<Diagnostic>) -> Option<PipelineSpec> {
-    let stem = file.path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+fn load_pipeline(
+    dir: &Path,
+    file: SourceFile,
+    options: &LoadOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<PipelineSpec> {
+    let stem = file
+        .path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
     let root = match yaml::parse(&file.text) {
         Ok(root) => root,
         Err(e) => {
@@ -413,38 +798,62 @@ fn load_pipeline(dir: &Path, file: SourceFile, options: &LoadOptions, diags: &mu
     };
     let mut ok = true;
     if header.version != FORMAT_VERSION {
-        diags.push(file.diag(root.get("version").map_or(root.pos, |n| n.pos), format!("unsupported format version {}", header.version))
-            .with_hint(format!("this nightjar reads version {FORMAT_VERSION}")));
+        diags.push(
+            file.diag(
+                root.get("version").map_or(root.pos, |n| n.pos),
+                format!("unsupported format version {}", header.version),
+            )
+            .with_hint(format!("this nightjar reads version {FORMAT_VERSION}")),
+        );
         ok = false;
     }
     if !is_identifier(&stem) {
-        diags.push(file.diag(Pos { line: 1, col: 1 }, format!("pipeline file name `{stem}` is not a valid pipeline name"))
-            .with_hint("use lowercase letters, digits and `_`, starting with a letter"));
+        diags.push(
+            file.diag(
+                Pos { line: 1, col: 1 },
+                format!("pipeline file name `{stem}` is not a valid pipeline name"),
+            )
+            .with_hint("use lowercase letters, digits and `_`, starting with a letter"),
+        );
         ok = false;
     }
     if let Some(name) = &header.name
         && name != &stem
     {
-        diags.push(file.diag(root.get("name").map_or(root.pos, |n| n.pos), format!("pipeline name `{name}` differs from its file name `{stem}`"))
-            .with_hint("a pipeline is named after its file; remove `name:` or rename the file"));
+        diags.push(
+            file.diag(
+                root.get("name").map_or(root.pos, |n| n.pos),
+                format!("pipeline name `{name}` differs from its file name `{stem}`"),
+            )
+            .with_hint("a pipeline is named after its file; remove `name:` or rename the file"),
+        );
         ok = false;
     }
     if let Some(schedule) = &header.schedule
         && let Err(e) = crate::schedule::parse_cron(schedule)
     {
-        diags.push(file.diag(root.get("schedule").map_or(root.pos, |n| n.pos), format!("invalid cron expression `{schedule}`: {e}")));
+        diags.push(file.diag(
+            root.get("schedule").map_or(root.pos, |n| n.pos),
+            format!("invalid cron expression `{schedule}`: {e}"),
+        ));
         ok = false;
     }
-    for (name, _) in &header.params {
+    for name in header.params.keys() {
         if !is_identifier(name) {
-            let pos = root.get("params").and_then(|p| p.entry(name)).map_or(root.pos, |(k, _)| k.pos);
+            let pos = root
+                .get("params")
+                .and_then(|p| p.entry(name))
+                .map_or(root.pos, |(k, _)| k.pos);
             diags.push(file.diag(pos, format!("param name `{name}` is not an identifier")));
             ok = false;
         }
     }
 
     let mut params = header.params.clone();
-    let applies = options.only_pipeline.as_deref().is_none_or(|only| only == stem);
+    let applies = options
+        .only_pipeline
+        .as_deref()
+        .is_none_or(|only| only == stem);
     if applies {
         for (name, text) in &options.vars {
             if let Some(default) = params.get(name) {
@@ -453,14 +862,21 @@ fn load_pipeline(dir: &Path, file: SourceFile, options: &LoadOptions, diags: &mu
                         params.insert(name.clone(), v);
                     }
                     Err(e) => {
-                        diags.push(Diagnostic::new(Path::new("--var"), Pos::default(), format!("`--var {name}`: {e}")));
+                        diags.push(Diagnostic::new(
+                            Path::new("--var"),
+                            Pos::default(),
+                            format!("`--var {name}`: {e}"),
+                        ));
                         ok = false;
                     }
                 }
             }
         }
     }
-    let vars = TemplateVars { ds: options.ds, params };
+    let vars = TemplateVars {
+        ds: options.ds,
+        params,
+    };
 
     let mut tasks = Vec::new();
     match root.get("tasks") {
@@ -483,15 +899,30 @@ fn load_pipeline(dir: &Path, file: SourceFile, options: &LoadOptions, diags: &mu
             }
         },
     }
-    ok.then(|| PipelineSpec { name: stem, file, header, tasks, vars })
+    ok.then_some(PipelineSpec {
+        name: stem,
+        file,
+        header,
+        tasks,
+        vars,
+    })
 }
 
 /// Keys whose text is SQL: rendered with SQL quoting by the task, not here.
 const SQL_KEYS: &[&str] = &["sql"];
 
-fn load_task(dir: &Path, file: &SourceFile, node: &Node, vars: &TemplateVars, diags: &mut Vec<Diagnostic>) -> Option<TaskSpec> {
+fn load_task(
+    dir: &Path,
+    file: &SourceFile,
+    node: &Node,
+    vars: &TemplateVars,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<TaskSpec> {
     if node.entries().is_none() {
-        diags.push(file.diag(node.pos, "a task must be a mapping with at least `id` and `kind`"));
+        diags.push(file.diag(
+            node.pos,
+            "a task must be a mapping with at least `id` and `kind`",
+        ));
         return None;
     }
     let mut node = node.clone();
@@ -509,8 +940,10 @@ fn load_task(dir: &Path, file: &SourceFile, node: &Node, vars: &TemplateVars, di
     };
     let id_pos = node.get("id").map_or(node.pos, |n| n.pos);
     if !is_identifier(&common.id) {
-        diags.push(file.diag(id_pos, format!("task id `{}` is not valid", common.id))
-            .with_hint("use lowercase letters, digits and `_`, starting with a letter"));
+        diags.push(
+            file.diag(id_pos, format!("task id `{}` is not valid", common.id))
+                .with_hint("use lowercase letters, digits and `_`, starting with a letter"),
+        );
     }
     let depends_on_pos = match node.get("depends_on").map(|n| &n.kind) {
         Some(NodeKind::Seq(items)) => items.iter().map(|n| n.pos).collect(),
@@ -527,7 +960,9 @@ fn load_task(dir: &Path, file: &SourceFile, node: &Node, vars: &TemplateVars, di
         Err(e) => {
             let mut d = file.yaml_diag_with(e, node.pos, COMMON_KEYS);
             if d.message.starts_with("unknown variant") {
-                d.message = d.message.replacen("unknown variant", "unknown task kind", 1);
+                d.message = d
+                    .message
+                    .replacen("unknown variant", "unknown task kind", 1);
                 if let Some(s) = did_you_mean(&common.kind, TaskKind::NAMES.iter().copied()) {
                     d = d.with_hint(format!("did you mean `{s}`?"));
                 }
@@ -537,25 +972,49 @@ fn load_task(dir: &Path, file: &SourceFile, node: &Node, vars: &TemplateVars, di
         }
     };
     let before = diags.len();
-    kind.check_spec(&crate::tasks::SpecCx { dir, file, node: &node, vars }, diags);
-    (diags.len() == before).then_some(TaskSpec { common, kind, node, id_pos, depends_on_pos })
+    kind.check_spec(
+        &crate::tasks::SpecCx {
+            dir,
+            file,
+            node: &node,
+            vars,
+        },
+        diags,
+    );
+    (diags.len() == before).then_some(TaskSpec {
+        common,
+        kind,
+        node,
+        id_pos,
+        depends_on_pos,
+    })
 }
 
 /// Renders templates in every string scalar of a task except SQL text.
-fn render_node(node: &mut Node, file: &SourceFile, vars: &TemplateVars, diags: &mut Vec<Diagnostic>, in_sql: bool) {
+fn render_node(
+    node: &mut Node,
+    file: &SourceFile,
+    vars: &TemplateVars,
+    diags: &mut Vec<Diagnostic>,
+    in_sql: bool,
+) {
     match &mut node.kind {
-        NodeKind::Scalar(text, _) if !in_sql => match template::render(text, vars, template::Context::Plain) {
-            Ok(rendered) => *text = rendered,
-            Err(e) => {
-                let mut d = file.diag(node.pos, e.message);
-                if let Some(h) = e.hint {
-                    d = d.with_hint(h);
+        NodeKind::Scalar(text, _) if !in_sql => {
+            match template::render(text, vars, template::Context::Plain) {
+                Ok(rendered) => *text = rendered,
+                Err(e) => {
+                    let mut d = file.diag(node.pos, e.message);
+                    if let Some(h) = e.hint {
+                        d = d.with_hint(h);
+                    }
+                    diags.push(d);
                 }
-                diags.push(d);
             }
-        },
+        }
         NodeKind::Scalar(..) => {}
-        NodeKind::Seq(items) => items.iter_mut().for_each(|n| render_node(n, file, vars, diags, in_sql)),
+        NodeKind::Seq(items) => items
+            .iter_mut()
+            .for_each(|n| render_node(n, file, vars, diags, in_sql)),
         NodeKind::Map(entries) => {
             for (k, v) in entries.iter_mut() {
                 let sql = in_sql || k.as_str().is_some_and(|k| SQL_KEYS.contains(&k));

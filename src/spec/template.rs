@@ -29,9 +29,18 @@ impl ParamValue {
     /// Parses a `--var` value with the type of the declared default.
     pub fn parse_like(&self, text: &str) -> Result<ParamValue, String> {
         match self {
-            ParamValue::Bool(_) => text.parse().map(ParamValue::Bool).map_err(|_| format!("`{text}` is not a boolean")),
-            ParamValue::Int(_) => text.parse().map(ParamValue::Int).map_err(|_| format!("`{text}` is not an integer")),
-            ParamValue::Float(_) => text.parse().map(ParamValue::Float).map_err(|_| format!("`{text}` is not a number")),
+            ParamValue::Bool(_) => text
+                .parse()
+                .map(ParamValue::Bool)
+                .map_err(|_| format!("`{text}` is not a boolean")),
+            ParamValue::Int(_) => text
+                .parse()
+                .map(ParamValue::Int)
+                .map_err(|_| format!("`{text}` is not an integer")),
+            ParamValue::Float(_) => text
+                .parse()
+                .map(ParamValue::Float)
+                .map_err(|_| format!("`{text}` is not a number")),
             ParamValue::String(_) => Ok(ParamValue::String(text.to_string())),
         }
     }
@@ -62,12 +71,23 @@ pub enum Context {
     Sql,
 }
 
-pub const BUILTIN_NAMES: &[&str] = &["ds", "ds_nodash", "data_interval_start", "data_interval_end"];
+pub const BUILTIN_NAMES: &[&str] = &[
+    "ds",
+    "ds_nodash",
+    "data_interval_start",
+    "data_interval_end",
+];
 
 impl TemplateVars {
     fn lookup(&self, name: &str, context: Context) -> Option<String> {
         let ds = self.ds;
-        let quote = |s: String| if context == Context::Sql { format!("'{s}'") } else { s };
+        let quote = |s: String| {
+            if context == Context::Sql {
+                format!("'{s}'")
+            } else {
+                s
+            }
+        };
         Some(match name {
             "ds" => quote(ds.format("%Y-%m-%d").to_string()),
             "ds_nodash" => quote(ds.format("%Y%m%d").to_string()),
@@ -151,17 +171,31 @@ mod tests {
 
     fn vars() -> TemplateVars {
         let mut params = BTreeMap::new();
-        params.insert("country".to_string(), ParamValue::String("DE' OR 1=1 --".into()));
+        params.insert(
+            "country".to_string(),
+            ParamValue::String("DE' OR 1=1 --".into()),
+        );
         params.insert("days".to_string(), ParamValue::Int(30));
-        TemplateVars { ds: NaiveDate::from_ymd_opt(2025, 3, 31).unwrap(), params }
+        TemplateVars {
+            ds: NaiveDate::from_ymd_opt(2025, 3, 31).unwrap(),
+            params,
+        }
     }
 
     #[test]
     fn renders_dates_and_params() {
         let v = vars();
-        assert_eq!(render("p/{{ ds_nodash }}/x", &v, Context::Plain).unwrap(), "p/20250331/x");
         assert_eq!(
-            render("ts < {{data_interval_end}} and n = {{ params.days }}", &v, Context::Sql).unwrap(),
+            render("p/{{ ds_nodash }}/x", &v, Context::Plain).unwrap(),
+            "p/20250331/x"
+        );
+        assert_eq!(
+            render(
+                "ts < {{data_interval_end}} and n = {{ params.days }}",
+                &v,
+                Context::Sql
+            )
+            .unwrap(),
             "ts < '2025-04-01T00:00:00Z' and n = 30"
         );
     }

@@ -22,9 +22,13 @@ impl DurationSpec {
         while !rest.is_empty() {
             let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
             if digits == 0 {
-                return Err(format!("invalid duration `{text}`: expected a number, e.g. `30s`, `5m`, `1h30m`"));
+                return Err(format!(
+                    "invalid duration `{text}`: expected a number, e.g. `30s`, `5m`, `1h30m`"
+                ));
             }
-            let n: u64 = rest[..digits].parse().map_err(|_| format!("duration `{text}` is too large"))?;
+            let n: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("duration `{text}` is too large"))?;
             rest = &rest[digits..];
             let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
             let unit = &rest[..unit_len];
@@ -36,7 +40,11 @@ impl DurationSpec {
                 "h" => Duration::from_secs(n.saturating_mul(3600)),
                 "d" => Duration::from_secs(n.saturating_mul(86_400)),
                 "" => return Err(format!("duration `{text}` needs a unit (ms, s, m, h or d)")),
-                other => return Err(format!("unknown duration unit `{other}` in `{text}` (use ms, s, m, h or d)")),
+                other => {
+                    return Err(format!(
+                        "unknown duration unit `{other}` in `{text}` (use ms, s, m, h or d)"
+                    ));
+                }
             };
             total = total.saturating_add(piece);
         }
@@ -47,7 +55,7 @@ impl DurationSpec {
 impl fmt::Display for DurationSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             write!(f, "{ms}ms")
         } else {
             write!(f, "{}s", ms / 1000)
@@ -88,7 +96,10 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     pub fn parse(text: &str) -> Result<ByteSize, String> {
         let text = text.trim();
-        let digits = text.bytes().take_while(|b| b.is_ascii_digit() || *b == b'.').count();
+        let digits = text
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .count();
         let number: f64 = text[..digits]
             .parse()
             .map_err(|_| format!("invalid size `{text}`: expected e.g. `512MiB` or `2GiB`"))?;
@@ -101,7 +112,11 @@ impl ByteSize {
             "MiB" => 1 << 20,
             "GiB" => 1 << 30,
             "TiB" => 1 << 40,
-            other => return Err(format!("unknown size unit `{other}` in `{text}` (use KiB, MiB, GiB, KB, MB or GB)")),
+            other => {
+                return Err(format!(
+                    "unknown size unit `{other}` in `{text}` (use KiB, MiB, GiB, KB, MB or GB)"
+                ));
+            }
         };
         Ok(ByteSize((number * factor as f64) as u64))
     }
@@ -110,7 +125,7 @@ impl ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b >= 1 << 30 && b % (1 << 20) == 0 {
+        if b >= 1 << 30 && b.is_multiple_of(1 << 20) {
             write!(f, "{:.1}GiB", b as f64 / (1u64 << 30) as f64)
         } else if b >= 1 << 20 {
             write!(f, "{:.0}MiB", b as f64 / (1u64 << 20) as f64)
@@ -152,9 +167,19 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(DurationSpec::parse("1h30m").unwrap().0, Duration::from_secs(5400));
-        assert_eq!(DurationSpec::parse("250ms").unwrap().0, Duration::from_millis(250));
-        assert!(DurationSpec::parse("30").unwrap_err().contains("needs a unit"));
+        assert_eq!(
+            DurationSpec::parse("1h30m").unwrap().0,
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            DurationSpec::parse("250ms").unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert!(
+            DurationSpec::parse("30")
+                .unwrap_err()
+                .contains("needs a unit")
+        );
         assert!(DurationSpec::parse("3 weeks").is_err());
     }
 

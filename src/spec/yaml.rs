@@ -28,7 +28,10 @@ pub struct Pos {
 impl Pos {
     fn from_marker(m: Marker) -> Pos {
         // yaml-rust2 lines are 1-based, columns 0-based.
-        Pos { line: m.line() as u32, col: m.col() as u32 + 1 }
+        Pos {
+            line: m.line() as u32,
+            col: m.col() as u32 + 1,
+        }
     }
 }
 
@@ -85,7 +88,10 @@ impl Node {
     }
 
     pub fn entry(&self, key: &str) -> Option<(&Node, &Node)> {
-        self.entries()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(k, v)| (k, v))
+        self.entries()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, v)| (k, v))
     }
 
     /// A copy of this mapping without the given keys (used to split a task into its common
@@ -146,7 +152,10 @@ pub struct YamlError {
 
 impl YamlError {
     pub fn at(pos: Pos, message: impl Into<String>) -> YamlError {
-        YamlError { pos: Some(pos), message: message.into() }
+        YamlError {
+            pos: Some(pos),
+            message: message.into(),
+        }
     }
     fn located(mut self, pos: Pos) -> YamlError {
         self.pos.get_or_insert(pos);
@@ -164,7 +173,10 @@ impl std::error::Error for YamlError {}
 
 impl de::Error for YamlError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        YamlError { pos: None, message: msg.to_string() }
+        YamlError {
+            pos: None,
+            message: msg.to_string(),
+        }
     }
 }
 
@@ -181,7 +193,10 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
     }
     if builder.documents.len() > 1 {
         let pos = builder.documents[1].pos;
-        return Err(YamlError::at(pos, "a file holds one YAML document; found a second `---`"));
+        return Err(YamlError::at(
+            pos,
+            "a file holds one YAML document; found a second `---`",
+        ));
     }
     Ok(builder.documents.pop().unwrap_or(Node {
         pos: Pos { line: 1, col: 1 },
@@ -227,7 +242,10 @@ fn count_nodes(node: &Node) -> usize {
         NodeKind::Scalar(..) => 1,
         NodeKind::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
         NodeKind::Map(entries) => {
-            1 + entries.iter().map(|(k, v)| count_nodes(k) + count_nodes(v)).sum::<usize>()
+            1 + entries
+                .iter()
+                .map(|(k, v)| count_nodes(k) + count_nodes(v))
+                .sum::<usize>()
         }
     }
 }
@@ -245,12 +263,20 @@ impl MarkedEventReceiver for TreeBuilder {
                     TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => ScalarStyle::Quoted,
                     TScalarStyle::Literal | TScalarStyle::Folded => ScalarStyle::Block,
                 };
-                self.push_node(Node { pos, kind: NodeKind::Scalar(value, style) }, anchor);
+                self.push_node(
+                    Node {
+                        pos,
+                        kind: NodeKind::Scalar(value, style),
+                    },
+                    anchor,
+                );
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if self.stack.len() >= MAX_DEPTH {
-                    self.error =
-                        Some(YamlError::at(pos, format!("nesting deeper than {MAX_DEPTH} levels")));
+                    self.error = Some(YamlError::at(
+                        pos,
+                        format!("nesting deeper than {MAX_DEPTH} levels"),
+                    ));
                     return;
                 }
                 let frame = if matches!(event, Event::SequenceStart(..)) {
@@ -262,7 +288,13 @@ impl MarkedEventReceiver for TreeBuilder {
             }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq(pos, anchor, items)) = self.stack.pop() {
-                    self.push_node(Node { pos, kind: NodeKind::Seq(items) }, anchor);
+                    self.push_node(
+                        Node {
+                            pos,
+                            kind: NodeKind::Seq(items),
+                        },
+                        anchor,
+                    );
                 }
             }
             Event::MappingEnd => {
@@ -271,9 +303,12 @@ impl MarkedEventReceiver for TreeBuilder {
                     let mut iter = items.into_iter();
                     while let (Some(k), Some(v)) = (iter.next(), iter.next()) {
                         if let Some(name) = k.as_str()
-                            && entries.iter().any(|(seen, _): &(Node, Node)| seen.as_str() == Some(name))
+                            && entries
+                                .iter()
+                                .any(|(seen, _): &(Node, Node)| seen.as_str() == Some(name))
                         {
-                            self.error = Some(YamlError::at(k.pos, format!("duplicate key `{name}`")));
+                            self.error =
+                                Some(YamlError::at(k.pos, format!("duplicate key `{name}`")));
                             return;
                         }
                         entries.push((k, v));
@@ -281,7 +316,13 @@ impl MarkedEventReceiver for TreeBuilder {
                     // yaml-rust2 marks a block mapping at its first `:`; users read the
                     // mapping as starting at its first key.
                     let pos = entries.first().map_or(pos, |(k, _)| k.pos.min(pos));
-                    self.push_node(Node { pos, kind: NodeKind::Map(entries) }, anchor);
+                    self.push_node(
+                        Node {
+                            pos,
+                            kind: NodeKind::Map(entries),
+                        },
+                        anchor,
+                    );
                 }
             }
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
@@ -339,7 +380,10 @@ impl<'a> NodeDe<'a> {
         let text = self.scalar()?;
         let cleaned = text.replace('_', "");
         cleaned.trim().parse::<T>().map_err(|_| {
-            YamlError::at(self.node.pos, format!("invalid value `{text}`, expected {what}"))
+            YamlError::at(
+                self.node.pos,
+                format!("invalid value `{text}`, expected {what}"),
+            )
         })
     }
 }
@@ -348,7 +392,9 @@ macro_rules! number_method {
     ($method:ident, $visit:ident, $ty:ty, $what:expr) => {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, YamlError> {
             let value: $ty = self.number($what)?;
-            visitor.$visit(value).map_err(|e: YamlError| e.located(self.node.pos))
+            visitor
+                .$visit(value)
+                .map_err(|e: YamlError| e.located(self.node.pos))
         }
     };
 }
@@ -376,7 +422,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
             }
             NodeKind::Scalar(s, _) => visitor.visit_borrowed_str(s),
             NodeKind::Seq(items) => visitor.visit_seq(SeqDe { iter: items.iter() }),
-            NodeKind::Map(entries) => visitor.visit_map(MapDe { iter: entries.iter(), value: None }),
+            NodeKind::Map(entries) => visitor.visit_map(MapDe {
+                iter: entries.iter(),
+                value: None,
+            }),
         };
         result.map_err(|e| e.located(pos))
     }
@@ -405,8 +454,13 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, YamlError> {
         let text = self.scalar()?;
         match parse_float(text).or_else(|| text.parse::<f64>().ok()) {
-            Some(f) => visitor.visit_f64(f).map_err(|e: YamlError| e.located(self.node.pos)),
-            None => Err(YamlError::at(self.node.pos, format!("invalid value `{text}`, expected a number"))),
+            Some(f) => visitor
+                .visit_f64(f)
+                .map_err(|e: YamlError| e.located(self.node.pos)),
+            None => Err(YamlError::at(
+                self.node.pos,
+                format!("invalid value `{text}`, expected a number"),
+            )),
         }
     }
 
@@ -438,11 +492,19 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, YamlError> {
-        if self.node.is_null() { visitor.visit_none() } else { visitor.visit_some(self) }
+        if self.node.is_null() {
+            visitor.visit_none()
+        } else {
+            visitor.visit_some(self)
+        }
     }
 
     fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, YamlError> {
-        if self.node.is_null() { visitor.visit_unit() } else { self.invalid(&visitor) }
+        if self.node.is_null() {
+            visitor.visit_unit()
+        } else {
+            self.invalid(&visitor)
+        }
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
@@ -469,7 +531,11 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         .map_err(|e| e.located(self.node.pos))
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, YamlError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, YamlError> {
         self.deserialize_seq(visitor)
     }
 
@@ -484,7 +550,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, YamlError> {
         match &self.node.kind {
-            NodeKind::Map(entries) => visitor.visit_map(MapDe { iter: entries.iter(), value: None }),
+            NodeKind::Map(entries) => visitor.visit_map(MapDe {
+                iter: entries.iter(),
+                value: None,
+            }),
             _ => self.invalid(&visitor),
         }
         .map_err(|e| e.located(self.node.pos))
@@ -507,10 +576,16 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
     ) -> Result<V::Value, YamlError> {
         let pos = self.node.pos;
         match &self.node.kind {
-            NodeKind::Scalar(..) => visitor.visit_enum(EnumDe { tag: self.node, content: None }),
+            NodeKind::Scalar(..) => visitor.visit_enum(EnumDe {
+                tag: self.node,
+                content: None,
+            }),
             NodeKind::Map(entries) if entries.len() == 1 => {
                 let (tag, content) = &entries[0];
-                visitor.visit_enum(EnumDe { tag, content: Some(content) })
+                visitor.visit_enum(EnumDe {
+                    tag,
+                    content: Some(content),
+                })
             }
             _ => self.invalid(&visitor),
         }
@@ -540,9 +615,16 @@ fn parse_float(s: &str) -> Option<f64> {
         "-.inf" | "-.Inf" | "-.INF" => Some(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => Some(f64::NAN),
         _ => {
-            let looks_numeric = s.bytes().next().is_some_and(|b| b.is_ascii_digit() || b"+-.".contains(&b))
+            let looks_numeric = s
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_digit() || b"+-.".contains(&b))
                 && s.bytes().any(|b| b.is_ascii_digit());
-            if looks_numeric { s.parse::<f64>().ok() } else { None }
+            if looks_numeric {
+                s.parse::<f64>().ok()
+            } else {
+                None
+            }
         }
     }
 }
@@ -554,9 +636,15 @@ struct SeqDe<'a> {
 impl<'de> de::SeqAccess<'de> for SeqDe<'de> {
     type Error = YamlError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, YamlError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, YamlError> {
         match self.iter.next() {
-            Some(node) => seed.deserialize(NodeDe { node }).map(Some).map_err(|e| e.located(node.pos)),
+            Some(node) => seed
+                .deserialize(NodeDe { node })
+                .map(Some)
+                .map_err(|e| e.located(node.pos)),
             None => Ok(None),
         }
     }
@@ -574,22 +662,27 @@ struct MapDe<'a> {
 impl<'de> de::MapAccess<'de> for MapDe<'de> {
     type Error = YamlError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, YamlError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, YamlError> {
         match self.iter.next() {
             Some((key, value)) => {
                 self.value = Some(value);
-                seed.deserialize(NodeDe { node: key }).map(Some).map_err(|e| e.located(key.pos))
+                seed.deserialize(NodeDe { node: key })
+                    .map(Some)
+                    .map_err(|e| e.located(key.pos))
             }
             None => Ok(None),
         }
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, YamlError> {
-        let node = self
-            .value
-            .take()
-            .ok_or_else(|| <YamlError as de::Error>::custom("value requested before key (this is a bug)"))?;
-        seed.deserialize(NodeDe { node }).map_err(|e| e.located(node.pos))
+        let node = self.value.take().ok_or_else(|| {
+            <YamlError as de::Error>::custom("value requested before key (this is a bug)")
+        })?;
+        seed.deserialize(NodeDe { node })
+            .map_err(|e| e.located(node.pos))
     }
 }
 
@@ -602,12 +695,24 @@ impl<'de> de::EnumAccess<'de> for EnumDe<'de> {
     type Error = YamlError;
     type Variant = VariantDe<'de>;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, VariantDe<'de>), YamlError> {
-        let tag = self.tag.as_str().ok_or_else(|| YamlError::at(self.tag.pos, "expected a name"))?;
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, VariantDe<'de>), YamlError> {
+        let tag = self
+            .tag
+            .as_str()
+            .ok_or_else(|| YamlError::at(self.tag.pos, "expected a name"))?;
         let value = seed
             .deserialize(tag.into_deserializer())
             .map_err(|e: YamlError| e.located(self.tag.pos))?;
-        Ok((value, VariantDe { tag: self.tag, content: self.content }))
+        Ok((
+            value,
+            VariantDe {
+                tag: self.tag,
+                content: self.content,
+            },
+        ))
     }
 }
 
@@ -628,12 +733,21 @@ impl<'de> de::VariantAccess<'de> for VariantDe<'de> {
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, YamlError> {
-        let node = self.content.ok_or_else(|| YamlError::at(self.tag.pos, "this variant needs a value"))?;
-        seed.deserialize(NodeDe { node }).map_err(|e| e.located(node.pos))
+        let node = self
+            .content
+            .ok_or_else(|| YamlError::at(self.tag.pos, "this variant needs a value"))?;
+        seed.deserialize(NodeDe { node })
+            .map_err(|e| e.located(node.pos))
     }
 
-    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, YamlError> {
-        let node = self.content.ok_or_else(|| YamlError::at(self.tag.pos, "this variant needs a list"))?;
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, YamlError> {
+        let node = self
+            .content
+            .ok_or_else(|| YamlError::at(self.tag.pos, "this variant needs a list"))?;
         de::Deserializer::deserialize_seq(NodeDe { node }, visitor)
     }
 
@@ -642,7 +756,9 @@ impl<'de> de::VariantAccess<'de> for VariantDe<'de> {
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, YamlError> {
-        let node = self.content.ok_or_else(|| YamlError::at(self.tag.pos, "this variant needs a mapping"))?;
+        let node = self
+            .content
+            .ok_or_else(|| YamlError::at(self.tag.pos, "this variant needs a mapping"))?;
         de::Deserializer::deserialize_map(NodeDe { node }, visitor)
     }
 }
@@ -666,7 +782,10 @@ impl<'de> de::Deserializer<'de> for TaggedDe<'de> {
     type Error = YamlError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, YamlError> {
-        visitor.visit_enum(EnumDe { tag: self.tag, content: Some(self.content) })
+        visitor.visit_enum(EnumDe {
+            tag: self.tag,
+            content: Some(self.content),
+        })
     }
 
     serde::forward_to_deserialize_any! {
@@ -695,12 +814,25 @@ mod tests {
         let text = "items:\n  - name: a\n    count: 1\n  - name: b\n    count: many\n";
         let root = parse(text).unwrap();
         let items = root.get("items").unwrap();
-        let NodeKind::Seq(list) = &items.kind else { panic!("expected a list") };
+        let NodeKind::Seq(list) = &items.kind else {
+            panic!("expected a list")
+        };
         let first: Item = from_node(&list[0]).unwrap();
-        assert_eq!(first, Item { name: "a".into(), count: 1, tags: vec![] });
+        assert_eq!(
+            first,
+            Item {
+                name: "a".into(),
+                count: 1,
+                tags: vec![]
+            }
+        );
         let err = from_node::<Item>(&list[1]).unwrap_err();
         assert_eq!(err.pos, Some(Pos { line: 5, col: 12 }));
-        assert!(err.message.contains("expected a non-negative integer"), "{}", err.message);
+        assert!(
+            err.message.contains("expected a non-negative integer"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -708,7 +840,11 @@ mod tests {
         let root = parse("name: a\ncount: 2\ncuont: 3\n").unwrap();
         let err = from_node::<Item>(&root).unwrap_err();
         assert_eq!(err.pos, Some(Pos { line: 3, col: 1 }));
-        assert!(err.message.starts_with("unknown field `cuont`"), "{}", err.message);
+        assert!(
+            err.message.starts_with("unknown field `cuont`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -722,10 +858,17 @@ mod tests {
     #[test]
     fn duplicate_keys_and_bombs_and_depth_are_refused() {
         let err = parse("a: 1\na: 2\n").unwrap_err();
-        assert_eq!((err.pos, err.message.as_str()), (Some(Pos { line: 2, col: 1 }), "duplicate key `a`"));
+        assert_eq!(
+            (err.pos, err.message.as_str()),
+            (Some(Pos { line: 2, col: 1 }), "duplicate key `a`")
+        );
         let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 0..6 {
-            let prev = if i == 0 { "a".to_string() } else { format!("b{}", i - 1) };
+            let prev = if i == 0 {
+                "a".to_string()
+            } else {
+                format!("b{}", i - 1)
+            };
             bomb.push_str(&format!("b{i}: &b{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
         }
         assert!(parse(&bomb).unwrap_err().message.contains("alias bomb"));
@@ -736,7 +879,8 @@ mod tests {
     #[test]
     fn plain_scalars_resolve_like_yaml_core_schema() {
         let root = parse("a: 12\nb: true\nc: 1.5\nd: ~\ne: '12'\n").unwrap();
-        let value: std::collections::BTreeMap<String, serde_json::Value> = from_node(&root).unwrap();
+        let value: std::collections::BTreeMap<String, serde_json::Value> =
+            from_node(&root).unwrap();
         assert_eq!(value["a"], serde_json::json!(12));
         assert_eq!(value["b"], serde_json::json!(true));
         assert_eq!(value["c"], serde_json::json!(1.5));

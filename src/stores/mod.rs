@@ -9,8 +9,6 @@ pub mod tables;
 
 pub use object::Storage;
 
-
-
 /// Errors of the storage layer; each names the object or table it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,15 +21,27 @@ pub enum StoreError {
     #[error("cannot use storage root `{root}`: {reason}")]
     Root { root: String, reason: String },
     #[error("object `{path}`: {source}")]
-    Object { path: String, #[source] source: object_store::Error },
+    Object {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("table `{table}`: {source}")]
-    Delta { table: String, #[source] source: deltalake_core::DeltaTableError },
+    Delta {
+        table: String,
+        #[source]
+        source: deltalake_core::DeltaTableError,
+    },
     #[error("table `{table}` does not exist yet")]
     NoSuchTable { table: String },
     #[error("invalid table name `{0}` (expected `zone.name`, lowercase letters, digits and `_`)")]
     BadTableName(String),
     #[error("`{path}` is not valid JSON: {source}")]
-    Json { path: String, #[source] source: serde_json::Error },
+    Json {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -51,6 +61,3 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-
-

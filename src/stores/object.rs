@@ -31,14 +31,25 @@ pub struct Located {
 /// Turns a user-written location into a URL: `file://./rel`, bare `./rel` and bare `rel` are
 /// relative to `base_dir`; bare absolute paths are `file://` URLs.
 pub fn normalize_url(location: &str, base_dir: &FsPath) -> Result<Url> {
-    let invalid = |reason: String| StoreError::InvalidUrl { url: location.to_string(), reason };
+    let invalid = |reason: String| StoreError::InvalidUrl {
+        url: location.to_string(),
+        reason,
+    };
     let local = |p: &str| -> Result<Url> {
-        let path = if FsPath::new(p).is_absolute() { PathBuf::from(p) } else { base_dir.join(p) };
+        let path = if FsPath::new(p).is_absolute() {
+            PathBuf::from(p)
+        } else {
+            base_dir.join(p)
+        };
         let path = normalize_path(&path);
         Url::from_file_path(&path).map_err(|_| invalid("not an absolute path".into()))
     };
     if let Some(rest) = location.strip_prefix("file://") {
-        return if rest.starts_with('/') { local(rest) } else { local(rest.trim_start_matches("./")) };
+        return if rest.starts_with('/') {
+            local(rest)
+        } else {
+            local(rest.trim_start_matches("./"))
+        };
     }
     if !location.contains("://") {
         return local(location);
@@ -72,10 +83,14 @@ pub fn resolve_options(options: &BTreeMap<String, OptionValue>) -> Result<Vec<(S
         .iter()
         .map(|(key, value)| match value {
             OptionValue::Literal(v) => Ok((key.clone(), v.clone())),
-            OptionValue::Env { env } => std::env::var(env).map(|v| (key.clone(), v)).map_err(|_| StoreError::BadOption {
-                key: key.clone(),
-                reason: format!("environment variable `{env}` is not set"),
-            }),
+            OptionValue::Env { env } => {
+                std::env::var(env)
+                    .map(|v| (key.clone(), v))
+                    .map_err(|_| StoreError::BadOption {
+                        key: key.clone(),
+                        reason: format!("environment variable `{env}` is not set"),
+                    })
+            }
         })
         .collect()
 }
@@ -85,13 +100,20 @@ pub fn open_url(url: &Url, options: &[(String, String)]) -> Result<Located> {
     let scheme = url.scheme();
     let (store, store_url, path): (Arc<dyn ObjectStore>, Url, Path) = match scheme {
         "file" => {
-            let fs_path = url
-                .to_file_path()
-                .map_err(|_| StoreError::InvalidUrl { url: url.to_string(), reason: "not a local path".into() })?;
-            let path = Path::from_absolute_path(&fs_path)
-                .map_err(|e| StoreError::InvalidUrl { url: url.to_string(), reason: e.to_string() })?;
+            let fs_path = url.to_file_path().map_err(|_| StoreError::InvalidUrl {
+                url: url.to_string(),
+                reason: "not a local path".into(),
+            })?;
+            let path = Path::from_absolute_path(&fs_path).map_err(|e| StoreError::InvalidUrl {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
             let store = object_store::local::LocalFileSystem::new().with_automatic_cleanup(true);
-            (Arc::new(store), Url::parse("file:///").expect("static URL"), path)
+            (
+                Arc::new(store),
+                Url::parse("file:///").expect("static URL"),
+                path,
+            )
         }
         "memory" => {
             let name = url.host_str().unwrap_or("default").to_string();
@@ -101,16 +123,20 @@ pub fn open_url(url: &Url, options: &[(String, String)]) -> Result<Located> {
                 .entry(name.clone())
                 .or_insert_with(|| Arc::new(InMemory::new()))
                 .clone();
-            let store_url = Url::parse(&format!("memory://{name}/")).map_err(|e| StoreError::InvalidUrl {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?;
+            let store_url =
+                Url::parse(&format!("memory://{name}/")).map_err(|e| StoreError::InvalidUrl {
+                    url: url.to_string(),
+                    reason: e.to_string(),
+                })?;
             (store, store_url, Path::from(url.path()))
         }
         #[cfg(feature = "cloud")]
         "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" => cloud_store(url, options)?,
         other => {
-            return Err(StoreError::UnsupportedScheme { scheme: other.to_string(), url: url.to_string() });
+            return Err(StoreError::UnsupportedScheme {
+                scheme: other.to_string(),
+                url: url.to_string(),
+            });
         }
     };
     let _ = options;
@@ -118,46 +144,75 @@ pub fn open_url(url: &Url, options: &[(String, String)]) -> Result<Located> {
     if !url.path().ends_with('/') {
         url.set_path(&format!("{}/", url.path()));
     }
-    Ok(Located { store, store_url, path, url })
+    Ok(Located {
+        store,
+        store_url,
+        path,
+        url,
+    })
 }
 
 #[cfg(feature = "cloud")]
-fn cloud_store(url: &Url, options: &[(String, String)]) -> Result<(Arc<dyn ObjectStore>, Url, Path)> {
+fn cloud_store(
+    url: &Url,
+    options: &[(String, String)],
+) -> Result<(Arc<dyn ObjectStore>, Url, Path)> {
     use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
     use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
     use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 
-    let bad = |key: &str, reason: String| StoreError::BadOption { key: key.to_string(), reason };
+    let bad = |key: &str, reason: String| StoreError::BadOption {
+        key: key.to_string(),
+        reason,
+    };
     let host = url.host_str().unwrap_or_default();
-    let store_url = Url::parse(&format!("{}://{host}/", url.scheme()))
-        .map_err(|e| StoreError::InvalidUrl { url: url.to_string(), reason: e.to_string() })?;
+    let store_url =
+        Url::parse(&format!("{}://{host}/", url.scheme())).map_err(|e| StoreError::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
     let path = Path::from(url.path());
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         "s3" | "s3a" => {
             let mut builder = AmazonS3Builder::from_env().with_url(store_url.as_str());
             for (key, value) in options {
-                let k: AmazonS3ConfigKey = key.parse().map_err(|e: object_store::Error| bad(key, e.to_string()))?;
+                let k: AmazonS3ConfigKey = key
+                    .parse()
+                    .map_err(|e: object_store::Error| bad(key, e.to_string()))?;
                 builder = builder.with_config(k, value);
             }
             // S3 has had conditional PUT (If-None-Match) since 2024; Delta commits rely on it.
             builder = builder.with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
-            Arc::new(builder.build().map_err(|e| StoreError::Root { root: url.to_string(), reason: e.to_string() })?)
+            Arc::new(builder.build().map_err(|e| StoreError::Root {
+                root: url.to_string(),
+                reason: e.to_string(),
+            })?)
         }
         "gs" => {
             let mut builder = GoogleCloudStorageBuilder::from_env().with_url(store_url.as_str());
             for (key, value) in options {
-                let k: GoogleConfigKey = key.parse().map_err(|e: object_store::Error| bad(key, e.to_string()))?;
+                let k: GoogleConfigKey = key
+                    .parse()
+                    .map_err(|e: object_store::Error| bad(key, e.to_string()))?;
                 builder = builder.with_config(k, value);
             }
-            Arc::new(builder.build().map_err(|e| StoreError::Root { root: url.to_string(), reason: e.to_string() })?)
+            Arc::new(builder.build().map_err(|e| StoreError::Root {
+                root: url.to_string(),
+                reason: e.to_string(),
+            })?)
         }
         _ => {
             let mut builder = MicrosoftAzureBuilder::from_env().with_url(store_url.as_str());
             for (key, value) in options {
-                let k: AzureConfigKey = key.parse().map_err(|e: object_store::Error| bad(key, e.to_string()))?;
+                let k: AzureConfigKey = key
+                    .parse()
+                    .map_err(|e: object_store::Error| bad(key, e.to_string()))?;
                 builder = builder.with_config(k, value);
             }
-            Arc::new(builder.build().map_err(|e| StoreError::Root { root: url.to_string(), reason: e.to_string() })?)
+            Arc::new(builder.build().map_err(|e| StoreError::Root {
+                root: url.to_string(),
+                reason: e.to_string(),
+            })?)
         }
     };
     Ok((store, store_url, path))
@@ -173,19 +228,35 @@ pub struct Storage {
 
 impl Storage {
     /// Opens the root, creating a local directory if needed, and checks it is writable.
-    pub async fn open(root: &str, options: &BTreeMap<String, OptionValue>, project_dir: &FsPath) -> Result<Storage> {
+    pub async fn open(
+        root: &str,
+        options: &BTreeMap<String, OptionValue>,
+        project_dir: &FsPath,
+    ) -> Result<Storage> {
         let url = normalize_url(root, project_dir)?;
         let options = resolve_options(options)?;
         let located = open_url(&url, &options)?;
         if url.scheme() == "file" {
-            let dir = url.to_file_path().map_err(|_| StoreError::Root { root: root.into(), reason: "not a path".into() })?;
-            std::fs::create_dir_all(&dir).map_err(|e| StoreError::Root { root: dir.display().to_string(), reason: e.to_string() })?;
+            let dir = url.to_file_path().map_err(|_| StoreError::Root {
+                root: root.into(),
+                reason: "not a path".into(),
+            })?;
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::Root {
+                root: dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
             let probe = dir.join(".nightjar-write-probe");
             std::fs::write(&probe, b"")
                 .and_then(|_| std::fs::remove_file(&probe))
-                .map_err(|e| StoreError::Root { root: dir.display().to_string(), reason: format!("not writable: {e}") })?;
+                .map_err(|e| StoreError::Root {
+                    root: dir.display().to_string(),
+                    reason: format!("not writable: {e}"),
+                })?;
         }
-        Ok(Storage { root: located, options })
+        Ok(Storage {
+            root: located,
+            options,
+        })
     }
 
     /// A store for another URL (an ingest source, an export target), built the same way.
@@ -197,7 +268,12 @@ impl Storage {
 
     /// The store path of `rel` (a `/`-separated path under the root).
     pub fn path(&self, rel: &str) -> Path {
-        let mut parts: Vec<String> = self.root.path.parts().map(|p| p.as_ref().to_string()).collect();
+        let mut parts: Vec<String> = self
+            .root
+            .path
+            .parts()
+            .map(|p| p.as_ref().to_string())
+            .collect();
         parts.extend(rel.split('/').filter(|p| !p.is_empty()).map(str::to_string));
         Path::from_iter(parts)
     }
@@ -220,9 +296,17 @@ impl Storage {
     pub async fn get(&self, rel: &str) -> Result<Option<Bytes>> {
         let path = self.path(rel);
         match self.root.store.get(&path).await {
-            Ok(r) => Ok(Some(r.bytes().await.map_err(|source| StoreError::Object { path: path.to_string(), source })?)),
+            Ok(r) => Ok(Some(r.bytes().await.map_err(|source| {
+                StoreError::Object {
+                    path: path.to_string(),
+                    source,
+                }
+            })?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(StoreError::Object { path: path.to_string(), source }),
+            Err(source) => Err(StoreError::Object {
+                path: path.to_string(),
+                source,
+            }),
         }
     }
 
@@ -234,17 +318,31 @@ impl Storage {
             .put(&path, PutPayload::from(bytes))
             .await
             .map(|_| ())
-            .map_err(|source| StoreError::Object { path: path.to_string(), source })
+            .map_err(|source| StoreError::Object {
+                path: path.to_string(),
+                source,
+            })
     }
 
     /// Creates an object only if it does not exist; `Ok(false)` if it does.
     pub async fn put_if_absent(&self, rel: &str, bytes: Bytes) -> Result<bool> {
         let path = self.path(rel);
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.root.store.put_opts(&path, PutPayload::from(bytes), opts).await {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .root
+            .store
+            .put_opts(&path, PutPayload::from(bytes), opts)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(source) => Err(StoreError::Object { path: path.to_string(), source }),
+            Err(source) => Err(StoreError::Object {
+                path: path.to_string(),
+                source,
+            }),
         }
     }
 
@@ -258,13 +356,40 @@ impl Storage {
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(|source| StoreError::Object { path: prefix.to_string(), source })?;
+            .map_err(|source| StoreError::Object {
+                path: prefix.to_string(),
+                source,
+            })?;
         let mut out: Vec<String> = metas
             .into_iter()
-            .map(|m| m.location.parts().skip(root_len).map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+            .map(|m| {
+                m.location
+                    .parts()
+                    .skip(root_len)
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// Deletes every object under `rel` (scratch space such as staged task outputs).
+    pub async fn delete_prefix(&self, rel: &str) -> Result<()> {
+        for key in self.list(rel).await? {
+            let path = self.path(&key);
+            match self.root.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(StoreError::Object {
+                        path: path.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -275,24 +400,57 @@ mod tests {
     #[test]
     fn relative_file_urls_resolve_against_the_project() {
         let base = FsPath::new("/srv/project");
-        assert_eq!(normalize_url("file://./warehouse", base).unwrap().as_str(), "file:///srv/project/warehouse");
-        assert_eq!(normalize_url("data/x.csv", base).unwrap().as_str(), "file:///srv/project/data/x.csv");
-        assert_eq!(normalize_url("file:///tmp/a/../b", base).unwrap().as_str(), "file:///tmp/b");
-        assert_eq!(normalize_url("s3://bucket/p", base).unwrap().as_str(), "s3://bucket/p");
+        assert_eq!(
+            normalize_url("file://./warehouse", base).unwrap().as_str(),
+            "file:///srv/project/warehouse"
+        );
+        assert_eq!(
+            normalize_url("data/x.csv", base).unwrap().as_str(),
+            "file:///srv/project/data/x.csv"
+        );
+        assert_eq!(
+            normalize_url("file:///tmp/a/../b", base).unwrap().as_str(),
+            "file:///tmp/b"
+        );
+        assert_eq!(
+            normalize_url("s3://bucket/p", base).unwrap().as_str(),
+            "s3://bucket/p"
+        );
     }
 
     #[test]
     fn unknown_schemes_are_refused_by_name() {
         let err = open_url(&Url::parse("ftp://host/x").unwrap(), &[]).unwrap_err();
-        assert_eq!(err.to_string(), "unsupported storage URL scheme `ftp` in `ftp://host/x`");
+        assert_eq!(
+            err.to_string(),
+            "unsupported storage URL scheme `ftp` in `ftp://host/x`"
+        );
     }
 
     #[tokio::test]
     async fn put_if_absent_refuses_the_second_writer() {
-        let storage = Storage::open("memory://put-if-absent", &BTreeMap::new(), FsPath::new("/")).await.unwrap();
-        assert!(storage.put_if_absent("a/b.json", Bytes::from_static(b"1")).await.unwrap());
-        assert!(!storage.put_if_absent("a/b.json", Bytes::from_static(b"2")).await.unwrap());
-        assert_eq!(storage.get("a/b.json").await.unwrap().unwrap(), Bytes::from_static(b"1"));
-        assert_eq!(storage.list("a").await.unwrap(), vec!["a/b.json".to_string()]);
+        let storage = Storage::open("memory://put-if-absent", &BTreeMap::new(), FsPath::new("/"))
+            .await
+            .unwrap();
+        assert!(
+            storage
+                .put_if_absent("a/b.json", Bytes::from_static(b"1"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !storage
+                .put_if_absent("a/b.json", Bytes::from_static(b"2"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            storage.get("a/b.json").await.unwrap().unwrap(),
+            Bytes::from_static(b"1")
+        );
+        assert_eq!(
+            storage.list("a").await.unwrap(),
+            vec!["a/b.json".to_string()]
+        );
     }
 }

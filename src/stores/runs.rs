@@ -30,6 +30,10 @@ pub struct TaskState {
     pub error: Option<String>,
     #[serde(default)]
     pub outputs: Vec<Written>,
+    /// Data-contract reports (contract id, version, text hash, each rule's observed value and
+    /// verdict), as the `contracts` module wrote them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,14 +87,19 @@ impl RunState {
 
 pub async fn save(storage: &Storage, state: &RunState) -> Result<()> {
     let rel = RunState::rel_path(&state.pipeline, &state.run_id);
-    let json = serde_json::to_vec_pretty(state).map_err(|source| StoreError::Json { path: rel.clone(), source })?;
+    let json = serde_json::to_vec_pretty(state).map_err(|source| StoreError::Json {
+        path: rel.clone(),
+        source,
+    })?;
     storage.put(&rel, Bytes::from(json)).await
 }
 
 pub async fn load(storage: &Storage, pipeline: &str, run_id: &str) -> Result<Option<RunState>> {
     let rel = RunState::rel_path(pipeline, run_id);
     match storage.get(&rel).await? {
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| StoreError::Json { path: rel, source }),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Json { path: rel, source }),
         None => Ok(None),
     }
 }
@@ -110,7 +119,9 @@ pub async fn find(storage: &Storage, run_id: &str) -> Result<Option<RunState>> {
 pub async fn list(storage: &Storage) -> Result<Vec<RunState>> {
     let mut runs = Vec::new();
     for path in storage.list("runs").await? {
-        let Some(bytes) = storage.get(&path).await? else { continue };
+        let Some(bytes) = storage.get(&path).await? else {
+            continue;
+        };
         match serde_json::from_slice::<RunState>(&bytes) {
             Ok(run) => runs.push(run),
             Err(source) => return Err(StoreError::Json { path, source }),

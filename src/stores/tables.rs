@@ -61,7 +61,10 @@ impl Tables {
     }
 
     fn rel_dir(name: &str) -> Result<String> {
-        let (zone, table) = name.split_once('.').filter(|_| is_table_name(name)).ok_or_else(|| StoreError::BadTableName(name.to_string()))?;
+        let (zone, table) = name
+            .split_once('.')
+            .filter(|_| is_table_name(name))
+            .ok_or_else(|| StoreError::BadTableName(name.to_string()))?;
         Ok(format!("tables/{zone}/{table}/"))
     }
 
@@ -72,7 +75,12 @@ impl Tables {
         let root = self.storage.store();
         let prefixed = Arc::new(PrefixStore::new(root.clone(), self.storage.path(&rel)));
         let url = self.storage.url_of(&rel);
-        Ok(default_logstore(prefixed, root, &url, &StorageConfig::default()))
+        Ok(default_logstore(
+            prefixed,
+            root,
+            &url,
+            &StorageConfig::default(),
+        ))
     }
 
     /// The latest version of a table, or `None` if it has never been written.
@@ -84,7 +92,12 @@ impl Tables {
         let mut listing = self.storage.store().list(Some(&log_prefix));
         match listing.next().await {
             None => return Ok(None),
-            Some(Err(source)) => return Err(StoreError::Object { path: log_prefix.to_string(), source }),
+            Some(Err(source)) => {
+                return Err(StoreError::Object {
+                    path: log_prefix.to_string(),
+                    source,
+                });
+            }
             Some(Ok(_)) => {}
         }
         drop(listing);
@@ -92,42 +105,63 @@ impl Tables {
         match table.load().await {
             Ok(()) => Ok(Some(table)),
             Err(deltalake_core::DeltaTableError::NotATable(_)) => Ok(None),
-            Err(source) => Err(StoreError::Delta { table: name.to_string(), source }),
+            Err(source) => Err(StoreError::Delta {
+                table: name.to_string(),
+                source,
+            }),
         }
     }
 
     pub async fn open_existing(&self, name: &str) -> Result<DeltaTable> {
-        self.open(name).await?.ok_or_else(|| StoreError::NoSuchTable { table: name.to_string() })
+        self.open(name)
+            .await?
+            .ok_or_else(|| StoreError::NoSuchTable {
+                table: name.to_string(),
+            })
     }
 
     /// A DataFusion provider for the table's latest version, and that version.
     pub async fn provider(&self, name: &str) -> Result<(Arc<dyn TableProvider>, i64)> {
         let table = self.open_existing(name).await?;
         let version = table.version().unwrap_or(0);
-        let provider = table.table_provider().await.map_err(|e| StoreError::Delta {
-            table: name.to_string(),
-            source: deltalake_core::DeltaTableError::from(e),
-        })?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| StoreError::Delta {
+                table: name.to_string(),
+                source: deltalake_core::DeltaTableError::from(e),
+            })?;
         Ok((provider, version as i64))
     }
 
     /// The version a given run and task already published, if any (looks at the newest commits).
     pub async fn published_by(&self, name: &str, meta: &CommitMeta) -> Result<Option<Written>> {
-        let Some(table) = self.open(name).await? else { return Ok(None) };
+        let Some(table) = self.open(name).await? else {
+            return Ok(None);
+        };
         let mut history = table.history(Some(8));
         while let Some(info) = history.next().await {
-            let info = info.map_err(|source| StoreError::Delta { table: name.to_string(), source })?;
-            let tagged = info.info.get(META_KEY).and_then(|v| serde_json::from_value::<CommitMeta>(v.clone()).ok());
+            let info = info.map_err(|source| StoreError::Delta {
+                table: name.to_string(),
+                source,
+            })?;
+            let tagged = info
+                .info
+                .get(META_KEY)
+                .and_then(|v| serde_json::from_value::<CommitMeta>(v.clone()).ok());
             if let Some(tag) = tagged
                 && tag.run_id == meta.run_id
                 && tag.task == meta.task
                 && tag.pipeline == meta.pipeline
             {
                 let version = info.read_version.map_or(0, |v| v as i64 + 1);
-                let rows = info
-                    .operation_metrics_rows()
-                    .unwrap_or_default();
-                return Ok(Some(Written { table: name.to_string(), version, rows, reused: true }));
+                let rows = info.operation_metrics_rows().unwrap_or_default();
+                return Ok(Some(Written {
+                    table: name.to_string(),
+                    version,
+                    rows,
+                    reused: true,
+                }));
             }
         }
         Ok(None)
@@ -135,10 +169,19 @@ impl Tables {
 
     /// Writes the result of a logical plan as one commit, streaming (the plan runs inside
     /// the write, under the session's memory limit).
-    pub async fn write_plan(&self, name: &str, session: &SessionContext, plan: LogicalPlan, mode: WriteMode, meta: &CommitMeta) -> Result<Written> {
+    pub async fn write_plan(
+        &self,
+        name: &str,
+        session: &SessionContext,
+        plan: LogicalPlan,
+        mode: WriteMode,
+        meta: &CommitMeta,
+    ) -> Result<Written> {
         let log_store = self.log_store(name)?;
         let existing = self.open(name).await?;
-        let snapshot = existing.as_ref().and_then(|t| t.snapshot().ok().map(|s| s.snapshot().clone()));
+        let snapshot = existing
+            .as_ref()
+            .and_then(|t| t.snapshot().ok().map(|s| s.snapshot().clone()));
         let builder = deltalake_core::operations::write::WriteBuilder::new(log_store, snapshot)
             .with_input_plan(plan)
             .with_session_state(Arc::new(session.state()));
@@ -146,22 +189,42 @@ impl Tables {
     }
 
     /// Writes record batches as one commit.
-    pub async fn write_batches(&self, name: &str, batches: Vec<datafusion::arrow::record_batch::RecordBatch>, mode: WriteMode, meta: &CommitMeta) -> Result<Written> {
+    pub async fn write_batches(
+        &self,
+        name: &str,
+        batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
+        mode: WriteMode,
+        meta: &CommitMeta,
+    ) -> Result<Written> {
         let log_store = self.log_store(name)?;
         let existing = self.open(name).await?;
-        let snapshot = existing.as_ref().and_then(|t| t.snapshot().ok().map(|s| s.snapshot().clone()));
-        let builder = deltalake_core::operations::write::WriteBuilder::new(log_store, snapshot).with_input_batches(batches);
+        let snapshot = existing
+            .as_ref()
+            .and_then(|t| t.snapshot().ok().map(|s| s.snapshot().clone()));
+        let builder = deltalake_core::operations::write::WriteBuilder::new(log_store, snapshot)
+            .with_input_batches(batches);
         self.finish_write(name, builder, mode, meta).await
     }
 
-    async fn finish_write(&self, name: &str, builder: deltalake_core::operations::write::WriteBuilder, mode: WriteMode, meta: &CommitMeta) -> Result<Written> {
-        let delta_err = |source| StoreError::Delta { table: name.to_string(), source };
+    async fn finish_write(
+        &self,
+        name: &str,
+        builder: deltalake_core::operations::write::WriteBuilder,
+        mode: WriteMode,
+        meta: &CommitMeta,
+    ) -> Result<Written> {
+        let delta_err = |source| StoreError::Delta {
+            table: name.to_string(),
+            source,
+        };
         let tag = serde_json::to_value(meta).map_err(|e| StoreError::Other(e.to_string()))?;
         let commit = CommitProperties::default().with_metadata([(META_KEY.to_string(), tag)]);
         // Overwrite replaces the schema with the query's (a changed SQL task is a new table
         // shape); append must match the existing schema, or the write fails.
         let builder = match mode {
-            WriteMode::Overwrite => builder.with_save_mode(SaveMode::Overwrite).with_schema_mode(deltalake_core::operations::write::SchemaMode::Overwrite),
+            WriteMode::Overwrite => builder
+                .with_save_mode(SaveMode::Overwrite)
+                .with_schema_mode(deltalake_core::operations::write::SchemaMode::Overwrite),
             WriteMode::Append => builder.with_save_mode(SaveMode::Append),
         };
         let table = builder
@@ -174,7 +237,12 @@ impl Tables {
             Some(Ok(info)) => info.operation_metrics_rows().unwrap_or_default(),
             _ => 0,
         };
-        Ok(Written { table: name.to_string(), version: version as i64, rows, reused: false })
+        Ok(Written {
+            table: name.to_string(),
+            version: version as i64,
+            rows,
+            reused: false,
+        })
     }
 
     /// Names of every table under the root (`zone.name`), sorted.
@@ -186,7 +254,8 @@ impl Tables {
             .into_iter()
             .filter_map(|p| {
                 let mut parts = p.split('/');
-                let (_, zone, table, log) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+                let (_, zone, table, log) =
+                    (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
                 (log == "_delta_log").then(|| format!("{zone}.{table}"))
             })
             .collect();

@@ -61,20 +61,28 @@ impl ExportTask {
         let engine = &cx.run.engine;
         let ctx = engine.session().map_err(|e| cx.df_error(e))?;
         let read = register_tables(cx, &ctx, std::slice::from_ref(&self.table)).await?;
-        let target = engine.storage().open_other(&self.target, &cx.run.project_dir).map_err(|e| cx.store_error(e))?;
-        let df = ctx.table(self.table.as_str()).await.map_err(|e| cx.df_error(e))?;
+        let target = engine
+            .storage()
+            .open_other(&self.target, &cx.run.project_dir)
+            .map_err(|e| cx.store_error(e))?;
+        let df = ctx
+            .table(self.table.as_str())
+            .await
+            .map_err(|e| cx.df_error(e))?;
         let schema = df.schema().inner().clone();
         let column_names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let mut stream = df.execute_stream().await.map_err(|e| cx.df_error(e))?;
         let mut sink = BufWriter::new(target.store.clone(), target.path.clone());
-        let io_err = |e: &dyn std::fmt::Display| cx.fail(format!("writing `{}`: {e}", self.target), true);
+        let io_err =
+            |e: &dyn std::fmt::Display| cx.fail(format!("writing `{}`: {e}", self.target), true);
         let mut rows = 0u64;
         match self.format {
             ExportFormat::Parquet => {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::default()))
                     .build();
-                let mut writer = AsyncArrowWriter::try_new(&mut sink, schema, Some(props)).map_err(|e| io_err(&e))?;
+                let mut writer = AsyncArrowWriter::try_new(&mut sink, schema, Some(props))
+                    .map_err(|e| io_err(&e))?;
                 while let Some(batch) = stream.next().await {
                     let batch = batch.map_err(|e| cx.df_error(e))?;
                     rows += batch.num_rows() as u64;
@@ -97,13 +105,22 @@ impl ExportTask {
                 }
                 if header {
                     // An empty table still exports its header row.
-                    sink.write_all(format!("{}\n", column_names.join(",")).as_bytes()).await.map_err(|e| io_err(&e))?;
+                    sink.write_all(format!("{}\n", column_names.join(",")).as_bytes())
+                        .await
+                        .map_err(|e| io_err(&e))?;
                 }
                 // Completing the upload is the publish step.
                 sink.shutdown().await.map_err(|e| io_err(&e))?;
             }
         }
-        let exported = vec![super::Exported { target: target.url.as_str().trim_end_matches('/').to_string(), rows }];
-        Ok(TaskOutput { written: vec![], read, exported })
+        let exported = vec![super::Exported {
+            target: target.url.as_str().trim_end_matches('/').to_string(),
+            rows,
+        }];
+        Ok(TaskOutput {
+            written: vec![],
+            read,
+            exported,
+        })
     }
 }

@@ -13,14 +13,17 @@
 //!     - { name: email, type: string }
 //! ```
 
+use crate::stores::object::Located;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::datasource::file_format::options::JsonReadOptions;
-use datafusion::prelude::{CsvReadOptions, DataFrame, ParquetReadOptions, SessionContext, col, lit};
+use datafusion::prelude::{
+    CsvReadOptions, DataFrame, ParquetReadOptions, SessionContext, col, lit,
+};
 use futures::TryStreamExt;
-use crate::stores::object::Located;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
+use super::gate::{self, NewRows};
 use super::{SpecCx, TaskCx, TaskOutput};
 use crate::diag::Diagnostic;
 use crate::exec::TaskError;
@@ -69,7 +72,9 @@ impl FileFormat {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum IngestMode {
     #[default]
@@ -132,7 +137,10 @@ impl ColumnType {
 impl IngestTask {
     pub(super) fn check_spec(&mut self, cx: &SpecCx<'_>, diags: &mut Vec<Diagnostic>) {
         if !is_table_name(&self.output) {
-            diags.push(cx.error("output", format!("invalid table name `{}`", self.output)).with_hint("tables are named `zone.name`, e.g. `raw.crm_contacts`"));
+            diags.push(
+                cx.error("output", format!("invalid table name `{}`", self.output))
+                    .with_hint("tables are named `zone.name`, e.g. `raw.crm_contacts`"),
+            );
         }
         if self.source.split('/').any(|part| part == "..") {
             diags.push(cx.error("source", format!("`{}` must not contain `..`", self.source)));
@@ -141,22 +149,27 @@ impl IngestTask {
             let mut seen = std::collections::HashSet::new();
             for c in columns {
                 if !seen.insert(c.name.as_str()) {
-                    diags.push(cx.error("schema", format!("column `{}` is declared twice", c.name)));
+                    diags
+                        .push(cx.error("schema", format!("column `{}` is declared twice", c.name)));
                 }
                 if self.mode == IngestMode::ReplaceDs && c.name == "ds" {
-                    diags.push(cx.error("schema", "`mode: replace_ds` adds the `ds` column itself"));
+                    diags
+                        .push(cx.error("schema", "`mode: replace_ds` adds the `ds` column itself"));
                 }
             }
         }
-        if self.format != FileFormat::Csv && (self.delimiter.is_some() || self.has_header.is_some()) {
-            diags.push(cx.error("delimiter", "`delimiter` and `has_header` apply to `format: csv` only"));
+        if self.format != FileFormat::Csv && (self.delimiter.is_some() || self.has_header.is_some())
+        {
+            diags.push(cx.error(
+                "delimiter",
+                "`delimiter` and `has_header` apply to `format: csv` only",
+            ));
         }
     }
 
     pub(super) async fn run(&self, cx: &TaskCx<'_>) -> Result<TaskOutput, TaskError> {
-        let meta = cx.commit_meta();
-        if let Some(w) = cx.run.tables.published_by(&self.output, &meta).await.map_err(|e| cx.store_error(e))? {
-            return Ok(TaskOutput { written: vec![w], read: vec![], exported: vec![] });
+        if let Some(done) = cx.already_published(&self.output).await? {
+            return Ok(done);
         }
         let engine = &cx.run.engine;
         let (files, located) = self.list_files(cx).await?;
@@ -165,44 +178,83 @@ impl IngestTask {
 
         let mut df = match self.read(&ctx, &files).await {
             Ok(df) => df,
-            Err(e) => return Err(self.explain_read_error(cx, &ctx, &files, e.strip_backtrace()).await),
+            Err(e) => {
+                return Err(self
+                    .explain_read_error(cx, &ctx, &files, e.strip_backtrace())
+                    .await);
+            }
         };
         self.check_schema(cx, df.schema().as_arrow())?;
         let mode = match self.mode {
             IngestMode::Overwrite => WriteMode::Overwrite,
             IngestMode::Append => WriteMode::Append,
             IngestMode::ReplaceDs => {
-                df = df.with_column("ds", date32_lit(cx.run.ds)).map_err(|e| cx.df_error(e))?;
-                let existing = cx.run.tables.open(&self.output).await.map_err(|e| cx.store_error(e))?;
+                df = df
+                    .with_column("ds", date32_lit(cx.run.ds))
+                    .map_err(|e| cx.df_error(e))?;
+                let existing = cx
+                    .run
+                    .tables
+                    .open(&self.output)
+                    .await
+                    .map_err(|e| cx.store_error(e))?;
                 if existing.is_some() {
-                    return self.replace_partition(cx, &ctx, df, &meta).await;
+                    return self.replace_partition(cx, &ctx, df).await;
                 }
                 WriteMode::Overwrite
             }
         };
         let plan = df.into_optimized_plan().map_err(|e| cx.df_error(e))?;
-        let written = match cx.run.tables.write_plan(&self.output, &ctx, plan, mode, &meta).await {
-            Ok(w) => w,
-            // Files are parsed while the commit streams them: a bad row surfaces here.
-            Err(e) if is_parse_error(&e.to_string()) => return Err(self.explain_read_error(cx, &ctx, &files, e.to_string()).await),
-            Err(e) => return Err(cx.store_error(e)),
-        };
-        Ok(TaskOutput { written: vec![written], read: vec![], exported: vec![] })
+        let written =
+            match gate::publish(cx, &self.output, NewRows::Plan(ctx.clone(), plan), mode).await {
+                Ok(w) => w,
+                // Files are parsed while the commit (or the contract's staging) streams them: a
+                // bad row surfaces here.
+                Err(e) if is_parse_error(&e.message) => {
+                    return Err(self.explain_read_error(cx, &ctx, &files, e.message).await);
+                }
+                Err(e) => return Err(e),
+            };
+        Ok(TaskOutput {
+            written: vec![written],
+            read: vec![],
+            exported: vec![],
+        })
     }
 
     /// Replaces the run's `ds` rows: the table's other dates stay, in one commit.
-    async fn replace_partition(&self, cx: &TaskCx<'_>, ctx: &SessionContext, new_rows: DataFrame, meta: &crate::stores::tables::CommitMeta) -> Result<TaskOutput, TaskError> {
+    async fn replace_partition(
+        &self,
+        cx: &TaskCx<'_>,
+        ctx: &SessionContext,
+        new_rows: DataFrame,
+    ) -> Result<TaskOutput, TaskError> {
         super::register_tables(cx, ctx, std::slice::from_ref(&self.output)).await?;
         let kept = ctx
             .table(self.output.as_str())
             .await
             .and_then(|t| t.filter(col("ds").not_eq(date32_lit(cx.run.ds))))
             .map_err(|e| cx.df_error(e))?;
-        let combined = kept.union(new_rows).map_err(|e| cx.fail(format!("new files do not match the table's columns: {e}"), false))?;
+        let combined = kept.union(new_rows).map_err(|e| {
+            cx.fail(
+                format!("new files do not match the table's columns: {e}"),
+                false,
+            )
+        })?;
         // Materialize before overwriting: the query reads the table being replaced.
         let batches = combined.collect().await.map_err(|e| cx.df_error(e))?;
-        let written = cx.run.tables.write_batches(&self.output, batches, WriteMode::Overwrite, meta).await.map_err(|e| cx.store_error(e))?;
-        Ok(TaskOutput { written: vec![written], read: vec![], exported: vec![] })
+        let written = gate::publish(
+            cx,
+            &self.output,
+            NewRows::Batches(batches),
+            WriteMode::Overwrite,
+        )
+        .await?;
+        Ok(TaskOutput {
+            written: vec![written],
+            read: vec![],
+            exported: vec![],
+        })
     }
 
     /// Every file the source names, as full URLs; an empty match is an error.
@@ -216,7 +268,12 @@ impl IngestTask {
             }
             None => (self.source.as_str(), None),
         };
-        let located = storage.open_other(if base.is_empty() { "." } else { base }, &cx.run.project_dir).map_err(|e| cx.store_error(e))?;
+        let located = storage
+            .open_other(
+                if base.is_empty() { "." } else { base },
+                &cx.run.project_dir,
+            )
+            .map_err(|e| cx.store_error(e))?;
         let matcher = match pattern {
             Some(p) => Some(
                 globset::Glob::new(p)
@@ -238,7 +295,12 @@ impl IngestTask {
                 .await
                 .map_err(|e| cx.fail(format!("listing `{}`: {e}", self.source), true))?;
             for m in metas {
-                let rel: Vec<String> = m.location.parts().skip(root_parts).map(|p| p.as_ref().to_string()).collect();
+                let rel: Vec<String> = m
+                    .location
+                    .parts()
+                    .skip(root_parts)
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
                 let rel = rel.join("/");
                 let keep = match &matcher {
                     Some(g) => g.is_match(&rel),
@@ -256,9 +318,17 @@ impl IngestTask {
         Ok((files, located))
     }
 
-    async fn read(&self, ctx: &SessionContext, files: &[String]) -> datafusion::error::Result<DataFrame> {
+    async fn read(
+        &self,
+        ctx: &SessionContext,
+        files: &[String],
+    ) -> datafusion::error::Result<DataFrame> {
         let schema = self.schema.as_ref().map(|cols| {
-            Schema::new(cols.iter().map(|c| Field::new(&c.name, c.data_type.arrow(), c.nullable)).collect::<Vec<_>>())
+            Schema::new(
+                cols.iter()
+                    .map(|c| Field::new(&c.name, c.data_type.arrow(), c.nullable))
+                    .collect::<Vec<_>>(),
+            )
         });
         let ext = "";
         match self.format {
@@ -272,7 +342,13 @@ impl IngestTask {
                 }
                 ctx.read_csv(files.to_vec(), opts).await
             }
-            FileFormat::Parquet => ctx.read_parquet(files.to_vec(), ParquetReadOptions::default().file_extension(ext)).await,
+            FileFormat::Parquet => {
+                ctx.read_parquet(
+                    files.to_vec(),
+                    ParquetReadOptions::default().file_extension(ext),
+                )
+                .await
+            }
             FileFormat::Ndjson => {
                 let mut opts = JsonReadOptions::default().file_extension(ext);
                 if let Some(s) = &schema {
@@ -284,19 +360,41 @@ impl IngestTask {
     }
 
     fn check_schema(&self, cx: &TaskCx<'_>, actual: &Schema) -> Result<(), TaskError> {
-        let Some(expected) = &self.schema else { return Ok(()) };
+        let Some(expected) = &self.schema else {
+            return Ok(());
+        };
         for c in expected {
             match actual.field_with_name(&c.name) {
                 Ok(f) if c.data_type.accepts(f.data_type()) => {}
                 Ok(f) => {
-                    return Err(cx.fail(format!("column `{}` is {} in the files, expected {:?}", c.name, f.data_type(), c.data_type), false));
+                    return Err(cx.fail(
+                        format!(
+                            "column `{}` is {} in the files, expected {:?}",
+                            c.name,
+                            f.data_type(),
+                            c.data_type
+                        ),
+                        false,
+                    ));
                 }
-                Err(_) => return Err(cx.fail(format!("column `{}` is missing from `{}`", c.name, self.source), false)),
+                Err(_) => {
+                    return Err(cx.fail(
+                        format!("column `{}` is missing from `{}`", c.name, self.source),
+                        false,
+                    ));
+                }
             }
         }
         for f in actual.fields() {
             if !expected.iter().any(|c| &c.name == f.name()) {
-                return Err(cx.fail(format!("unexpected column `{}` in `{}` (not in `schema`)", f.name(), self.source), false));
+                return Err(cx.fail(
+                    format!(
+                        "unexpected column `{}` in `{}` (not in `schema`)",
+                        f.name(),
+                        self.source
+                    ),
+                    false,
+                ));
             }
         }
         Ok(())
@@ -304,7 +402,13 @@ impl IngestTask {
 
     /// Names the file behind a read error: with several files, each is read alone until one
     /// fails (only on the error path, so a good load reads each file once).
-    async fn explain_read_error(&self, cx: &TaskCx<'_>, ctx: &SessionContext, files: &[String], error: String) -> TaskError {
+    async fn explain_read_error(
+        &self,
+        cx: &TaskCx<'_>,
+        ctx: &SessionContext,
+        files: &[String],
+        error: String,
+    ) -> TaskError {
         if files.len() > 1 {
             for file in files {
                 let one = std::slice::from_ref(file);
@@ -313,37 +417,78 @@ impl IngestTask {
                     Err(e) => Err(e),
                 };
                 if let Err(e) = result {
-                    return cx.fail(format!("reading `{file}`: {}", self.file_lines(&e.strip_backtrace())), false);
+                    return cx.fail(
+                        format!(
+                            "reading `{file}`: {}",
+                            self.file_lines(&e.strip_backtrace())
+                        ),
+                        false,
+                    );
                 }
             }
         }
-        let which = if files.len() == 1 { files[0].as_str() } else { self.source.as_str() };
-        cx.fail(format!("reading `{which}`: {}", self.file_lines(&error)), false)
+        let which = if files.len() == 1 {
+            files[0].as_str()
+        } else {
+            self.source.as_str()
+        };
+        cx.fail(
+            format!("reading `{which}`: {}", self.file_lines(&error)),
+            false,
+        )
     }
 
     /// Arrow's CSV reader counts data rows ("at line 2"); users open the file in an editor,
     /// where the header is line 1. Rewrites the number to the file's line.
     fn file_lines(&self, message: &str) -> String {
         let header = self.format == FileFormat::Csv && self.has_header.unwrap_or(true);
-        let Some(at) = message.find(" at line ") else { return message.to_string() };
+        let Some(at) = message.find(" at line ") else {
+            return message.to_string();
+        };
         let start = at + " at line ".len();
-        let digits: String = message[start..].chars().take_while(|c| c.is_ascii_digit()).collect();
+        let digits: String = message[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
         match digits.parse::<u64>() {
-            Ok(n) if header => format!("{} at line {}{}", &message[..at], n + 1, &message[start + digits.len()..]),
+            Ok(n) if header => format!(
+                "{} at line {}{}",
+                &message[..at],
+                n + 1,
+                &message[start + digits.len()..]
+            ),
             _ => message.to_string(),
         }
     }
 }
 
 fn is_parse_error(text: &str) -> bool {
-    ["Csv error", "Parser error", "Json error", "Parquet error", "parsing"].iter().any(|s| text.contains(s))
+    [
+        "Csv error",
+        "Parser error",
+        "Json error",
+        "Parquet error",
+        "parsing",
+    ]
+    .iter()
+    .any(|s| text.contains(s))
 }
 
 fn date32_lit(date: chrono::NaiveDate) -> datafusion::prelude::Expr {
     let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch is a date");
-    lit(datafusion::scalar::ScalarValue::Date32(Some((date - epoch).num_days() as i32)))
+    lit(datafusion::scalar::ScalarValue::Date32(Some(
+        (date - epoch).num_days() as i32,
+    )))
 }
 
 fn object_url(store_url: &url::Url, path: &object_store::path::Path) -> String {
-    format!("{}{}", store_url.as_str().trim_end_matches('/'), if path.as_ref().is_empty() { String::new() } else { format!("/{}", path.as_ref()) })
+    format!(
+        "{}{}",
+        store_url.as_str().trim_end_matches('/'),
+        if path.as_ref().is_empty() {
+            String::new()
+        } else {
+            format!("/{}", path.as_ref())
+        }
+    )
 }

@@ -1,7 +1,9 @@
 //! Task kinds: one visible enum lists them all; each kind's file owns its config (serde),
 //! its checks at load time and its `run`.
 
+pub mod contract;
 pub mod export;
+pub mod gate;
 pub mod ingest;
 pub mod sql;
 pub mod synthetic;
@@ -16,11 +18,11 @@ use crate::diag::Diagnostic;
 use crate::engine::Engine;
 use crate::exec::TaskError;
 use crate::plan::PlannedTask;
-use crate::spec::template::TemplateVars;
 use crate::spec::SourceFile;
+use crate::spec::template::TemplateVars;
 use crate::spec::yaml::Node;
-use crate::stores::tables::{CommitMeta, Tables, Written};
 use crate::stores::StoreError;
+use crate::stores::tables::{CommitMeta, Tables, Written};
 
 /// Every task kind. In YAML, `kind:` names the variant and the kind's fields sit beside the
 /// common ones (`id`, `depends_on`, `retries`, …).
@@ -35,10 +37,13 @@ pub enum TaskKind {
     Sql(sql::SqlTask),
     /// Write a table to an object-store URL as Parquet or CSV.
     Export(export::ExportTask),
+    /// Check a table another task wrote against the task's `contract:`.
+    Contract(contract::ContractTask),
 }
 
 impl TaskKind {
-    pub const NAMES: &'static [&'static str] = &["synthetic", "ingest", "sql", "export"];
+    pub const NAMES: &'static [&'static str] =
+        &["synthetic", "ingest", "sql", "export", "contract"];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -46,6 +51,24 @@ impl TaskKind {
             TaskKind::Ingest(_) => "ingest",
             TaskKind::Sql(_) => "sql",
             TaskKind::Export(_) => "export",
+            TaskKind::Contract(_) => "contract",
+        }
+    }
+
+    /// The tables a task's `contract:` applies to: those it writes, or for a `contract` task
+    /// the table it checks.
+    pub fn contract_tables(&self) -> Vec<String> {
+        match self {
+            TaskKind::Contract(t) => vec![t.table.clone()],
+            other => other.outputs(),
+        }
+    }
+
+    /// The key that names the tables a task reads, for messages about them.
+    pub fn input_key(&self) -> &'static str {
+        match self {
+            TaskKind::Export(_) | TaskKind::Contract(_) => "table",
+            _ => "sql",
         }
     }
 
@@ -57,6 +80,7 @@ impl TaskKind {
             TaskKind::Ingest(t) => t.check_spec(cx, diags),
             TaskKind::Sql(t) => t.check_spec(cx, diags),
             TaskKind::Export(t) => t.check_spec(cx, diags),
+            TaskKind::Contract(t) => t.check_spec(cx, diags),
         }
     }
 
@@ -66,7 +90,7 @@ impl TaskKind {
             TaskKind::Synthetic(t) => t.outputs(),
             TaskKind::Ingest(t) => vec![t.output.clone()],
             TaskKind::Sql(t) => vec![t.output.clone()],
-            TaskKind::Export(_) => vec![],
+            TaskKind::Export(_) | TaskKind::Contract(_) => vec![],
         }
     }
 
@@ -74,8 +98,13 @@ impl TaskKind {
     pub fn inputs(&self) -> Vec<String> {
         match self {
             TaskKind::Synthetic(_) | TaskKind::Ingest(_) => vec![],
-            TaskKind::Sql(t) => t.resolved.as_ref().map(|r| r.tables.clone()).unwrap_or_default(),
+            TaskKind::Sql(t) => t
+                .resolved
+                .as_ref()
+                .map(|r| r.tables.clone())
+                .unwrap_or_default(),
             TaskKind::Export(t) => vec![t.table.clone()],
+            TaskKind::Contract(t) => vec![t.table.clone()],
         }
     }
 }
@@ -106,6 +135,34 @@ pub struct RunContext {
     pub pipeline: String,
     pub run_id: String,
     pub ds: NaiveDate,
+    /// Contract reports of this run, in the order they were made.
+    pub checks: std::sync::Mutex<Vec<TaskCheck>>,
+}
+
+/// One contract check made by a task.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskCheck {
+    pub task: String,
+    /// True when the check stopped the task (a blocking violation).
+    pub violated: bool,
+    pub report: crate::contracts::CheckReport,
+}
+
+impl RunContext {
+    pub fn record_check(&self, task: &str, report: crate::contracts::CheckReport, violated: bool) {
+        let mut checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        checks.push(TaskCheck {
+            task: task.to_string(),
+            violated,
+            report,
+        });
+    }
+
+    /// The checks recorded so far for one task.
+    pub fn checks_of(&self, task: &str) -> Vec<TaskCheck> {
+        let checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        checks.iter().filter(|c| c.task == task).cloned().collect()
+    }
 }
 
 /// One attempt of one task.
@@ -133,7 +190,8 @@ pub struct Exported {
 
 impl TaskOutput {
     pub fn rows_written(&self) -> u64 {
-        self.written.iter().map(|w| w.rows).sum::<u64>() + self.exported.iter().map(|e| e.rows).sum::<u64>()
+        self.written.iter().map(|w| w.rows).sum::<u64>()
+            + self.exported.iter().map(|e| e.rows).sum::<u64>()
     }
 }
 
@@ -147,9 +205,31 @@ impl TaskCx<'_> {
         }
     }
 
+    /// This run's earlier attempt already published `table` (a retry or `--resume` after the
+    /// commit): its output, so the task does not publish twice.
+    pub async fn already_published(&self, table: &str) -> Result<Option<TaskOutput>, TaskError> {
+        let published = self
+            .run
+            .tables
+            .published_by(table, &self.commit_meta())
+            .await
+            .map_err(|e| self.store_error(e))?;
+        Ok(published.map(|w| TaskOutput {
+            written: vec![w],
+            read: vec![],
+            exported: vec![],
+        }))
+    }
+
     /// Fails with a message that names the task and where it is declared.
     pub fn fail(&self, message: impl std::fmt::Display, retryable: bool) -> TaskError {
-        TaskError { message: format!("task `{}` ({}): {message}", self.task.id, self.task.location), retryable }
+        TaskError {
+            message: format!(
+                "task `{}` ({}): {message}",
+                self.task.id, self.task.location
+            ),
+            retryable,
+        }
     }
 
     pub fn store_error(&self, e: StoreError) -> TaskError {
@@ -181,31 +261,54 @@ pub async fn run(cx: &TaskCx<'_>) -> Result<TaskOutput, TaskError> {
         TaskKind::Ingest(t) => t.run(cx).await,
         TaskKind::Sql(t) => t.run(cx).await,
         TaskKind::Export(t) => t.run(cx).await,
+        TaskKind::Contract(t) => t.run(cx).await,
     }
 }
 
 /// Registers tables in a session under their `zone.name`, at their latest versions; returns
 /// the versions read.
-pub async fn register_tables(cx: &TaskCx<'_>, ctx: &datafusion::prelude::SessionContext, names: &[String]) -> Result<Vec<(String, i64)>, TaskError> {
-    use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
-    use std::sync::Arc;
+pub async fn register_tables(
+    cx: &TaskCx<'_>,
+    ctx: &datafusion::prelude::SessionContext,
+    names: &[String],
+) -> Result<Vec<(String, i64)>, TaskError> {
     let mut read = Vec::new();
-    let catalog = ctx
-        .catalog("datafusion")
-        .ok_or_else(|| cx.fail("the default catalog is missing (this is a bug)", false))?;
     for name in names {
-        let (zone, table) = name.split_once('.').ok_or_else(|| cx.fail(format!("invalid table name `{name}`"), false))?;
-        let (provider, version) = cx.run.tables.provider(name).await.map_err(|e| cx.store_error(e))?;
-        let schema = match catalog.schema(zone) {
-            Some(s) => s,
-            None => {
-                let s: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
-                catalog.register_schema(zone, s.clone()).map_err(|e| cx.df_error(e))?;
-                s
-            }
-        };
-        schema.register_table(table.to_string(), provider).map_err(|e| cx.df_error(e))?;
+        let (provider, version) = cx
+            .run
+            .tables
+            .provider(name)
+            .await
+            .map_err(|e| cx.store_error(e))?;
+        register_provider(ctx, name, provider).map_err(|e| cx.df_error(e))?;
         read.push((name.clone(), version));
     }
     Ok(read)
+}
+
+/// Registers one provider as `zone.name` (the zone is a schema of the default catalog).
+pub fn register_provider(
+    ctx: &datafusion::prelude::SessionContext,
+    name: &str,
+    provider: std::sync::Arc<dyn datafusion::catalog::TableProvider>,
+) -> datafusion::error::Result<()> {
+    use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
+    use datafusion::error::DataFusionError;
+    use std::sync::Arc;
+    let (zone, table) = name
+        .split_once('.')
+        .ok_or_else(|| DataFusionError::Plan(format!("invalid table name `{name}`")))?;
+    let catalog = ctx
+        .catalog("datafusion")
+        .ok_or_else(|| DataFusionError::Internal("the default catalog is missing".into()))?;
+    let schema = match catalog.schema(zone) {
+        Some(s) => s,
+        None => {
+            let s: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
+            catalog.register_schema(zone, s.clone())?;
+            s
+        }
+    };
+    schema.register_table(table.to_string(), provider)?;
+    Ok(())
 }

@@ -13,11 +13,12 @@ use datafusion::sql::parser::DFParser;
 use datafusion::sql::resolve::resolve_table_references;
 use serde::{Deserialize, Serialize};
 
+use super::gate::{self, NewRows};
 use super::{SpecCx, TaskCx, TaskOutput, register_tables};
 use crate::diag::Diagnostic;
 use crate::exec::TaskError;
 use crate::spec::template::{self, Context};
-use crate::spec::yaml::{Pos, ScalarStyle, NodeKind};
+use crate::spec::yaml::{NodeKind, Pos, ScalarStyle};
 use crate::spec::{SourceFile, is_table_name};
 use crate::stores::tables::WriteMode;
 
@@ -41,7 +42,9 @@ pub struct SqlTask {
     pub resolved: Option<ResolvedSql>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SqlMode {
     #[default]
@@ -70,7 +73,10 @@ struct SqlOrigin<'a> {
 impl SqlTask {
     pub(super) fn check_spec(&mut self, cx: &SpecCx<'_>, diags: &mut Vec<Diagnostic>) {
         if !is_table_name(&self.output) {
-            diags.push(cx.error("output", format!("invalid table name `{}`", self.output)).with_hint("tables are named `zone.name`, e.g. `staging.orders`"));
+            diags.push(
+                cx.error("output", format!("invalid table name `{}`", self.output))
+                    .with_hint("tables are named `zone.name`, e.g. `staging.orders`"),
+            );
         }
         let (raw, origin) = match (&self.sql, &self.sql_file) {
             (Some(sql), None) => {
@@ -79,20 +85,46 @@ impl SqlTask {
                 let key_line = entry.map_or(0, |(k, _)| k.pos.line);
                 let (line_offset, col_offset) = match node.map(|n| (&n.kind, n.pos)) {
                     // A `|` block's text starts on the line after its key.
-                    Some((NodeKind::Scalar(_, ScalarStyle::Block), _)) => (key_line, block_indent(&cx.file.text, key_line)),
-                    Some((NodeKind::Scalar(_, ScalarStyle::Quoted), pos)) => (pos.line - 1, pos.col),
+                    Some((NodeKind::Scalar(_, ScalarStyle::Block), _)) => {
+                        (key_line, block_indent(&cx.file.text, key_line))
+                    }
+                    Some((NodeKind::Scalar(_, ScalarStyle::Quoted), pos)) => {
+                        (pos.line - 1, pos.col)
+                    }
                     Some((_, pos)) => (pos.line - 1, pos.col - 1),
                     None => (0, 0),
                 };
-                (sql.clone(), SqlOrigin { file: cx.file.clone(), line_offset, col_offset, _marker: Default::default() })
+                (
+                    sql.clone(),
+                    SqlOrigin {
+                        file: cx.file.clone(),
+                        line_offset,
+                        col_offset,
+                        _marker: Default::default(),
+                    },
+                )
             }
             (None, Some(path)) => {
                 if path.contains("..") || std::path::Path::new(path).is_absolute() {
-                    diags.push(cx.error("sql_file", format!("`{path}` must be a path inside the project")));
+                    diags.push(cx.error(
+                        "sql_file",
+                        format!("`{path}` must be a path inside the project"),
+                    ));
                     return;
                 }
                 match std::fs::read_to_string(cx.dir.join(path)) {
-                    Ok(text) => (text.clone(), SqlOrigin { file: SourceFile { path: path.into(), text }, line_offset: 0, col_offset: 0, _marker: Default::default() }),
+                    Ok(text) => (
+                        text.clone(),
+                        SqlOrigin {
+                            file: SourceFile {
+                                path: path.into(),
+                                text,
+                            },
+                            line_offset: 0,
+                            col_offset: 0,
+                            _marker: Default::default(),
+                        },
+                    ),
                     Err(e) => {
                         diags.push(cx.error("sql_file", format!("cannot read `{path}`: {e}")));
                         return;
@@ -131,33 +163,58 @@ impl SqlTask {
                     }
                 }
                 if !bad {
-                    let origin_text = format!("{}:{}", origin.file.path.display(), origin.line_offset + 1);
-                    self.resolved = Some(ResolvedSql { text, origin: origin_text, tables });
+                    let origin_text =
+                        format!("{}:{}", origin.file.path.display(), origin.line_offset + 1);
+                    self.resolved = Some(ResolvedSql {
+                        text,
+                        origin: origin_text,
+                        tables,
+                    });
                 }
             }
             Err((line, col, message)) => {
-                let pos = Pos { line: origin.line_offset + line, col: if line == 1 { origin.col_offset + col } else { block_col(&origin, col) } };
-                diags.push(origin.file.diag(pos, format!("SQL does not parse: {message}")));
+                let pos = Pos {
+                    line: origin.line_offset + line,
+                    col: if line == 1 {
+                        origin.col_offset + col
+                    } else {
+                        block_col(&origin, col)
+                    },
+                };
+                diags.push(
+                    origin
+                        .file
+                        .diag(pos, format!("SQL does not parse: {message}")),
+                );
             }
         }
     }
 
     pub(super) async fn run(&self, cx: &TaskCx<'_>) -> Result<TaskOutput, TaskError> {
-        let resolved = self.resolved.as_ref().ok_or_else(|| cx.fail("SQL was not resolved at load time (this is a bug)", false))?;
-        let meta = cx.commit_meta();
-        if let Some(w) = cx.run.tables.published_by(&self.output, &meta).await.map_err(|e| cx.store_error(e))? {
-            return Ok(TaskOutput { written: vec![w], read: vec![], exported: vec![] });
+        let resolved = self
+            .resolved
+            .as_ref()
+            .ok_or_else(|| cx.fail("SQL was not resolved at load time (this is a bug)", false))?;
+        if let Some(done) = cx.already_published(&self.output).await? {
+            return Ok(done);
         }
         let ctx = cx.run.engine.session().map_err(|e| cx.df_error(e))?;
         let read = register_tables(cx, &ctx, &resolved.tables).await?;
-        let df = ctx.sql(&resolved.text).await.map_err(|e| cx.fail(format!("query at {}: {e}", resolved.origin), false))?;
+        let df = ctx
+            .sql(&resolved.text)
+            .await
+            .map_err(|e| cx.fail(format!("query at {}: {e}", resolved.origin), false))?;
         let mode = match self.mode {
             SqlMode::Overwrite => WriteMode::Overwrite,
             SqlMode::Append => WriteMode::Append,
         };
         let plan = df.into_optimized_plan().map_err(|e| cx.df_error(e))?;
-        let written = cx.run.tables.write_plan(&self.output, &ctx, plan, mode, &meta).await.map_err(|e| cx.store_error(e))?;
-        Ok(TaskOutput { written: vec![written], read, exported: vec![] })
+        let written = gate::publish(cx, &self.output, NewRows::Plan(ctx, plan), mode).await?;
+        Ok(TaskOutput {
+            written: vec![written],
+            read,
+            exported: vec![],
+        })
     }
 }
 
@@ -166,7 +223,14 @@ impl SqlOrigin<'_> {
         let before = &raw[..offset.min(raw.len())];
         let line = before.matches('\n').count() as u32 + 1;
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
-        Pos { line: self.line_offset + line, col: if line == 1 { self.col_offset + col } else { block_col(self, col) } }
+        Pos {
+            line: self.line_offset + line,
+            col: if line == 1 {
+                self.col_offset + col
+            } else {
+                block_col(self, col)
+            },
+        }
     }
 
     fn first_mention(&self, raw: &str, table: &str) -> Pos {
@@ -177,7 +241,11 @@ impl SqlOrigin<'_> {
 
 /// Columns on lines after the first keep the block's indentation.
 fn block_col(origin: &SqlOrigin<'_>, col: u32) -> u32 {
-    if origin.line_offset == 0 { col } else { origin.col_offset + col }
+    if origin.line_offset == 0 {
+        col
+    } else {
+        origin.col_offset + col
+    }
 }
 
 /// The indentation of a block scalar's first content line (the line after `sql: |`).
@@ -192,18 +260,41 @@ fn block_indent(text: &str, indicator_line: u32) -> u32 {
 /// 1-based line, column and message.
 pub fn parse_tables(sql: &str) -> Result<Vec<String>, (u32, u32, String)> {
     let statements = DFParser::parse_sql(sql).map_err(|e| {
-        let message = e.strip_backtrace().trim_start_matches("SQL error: ").to_string();
+        let message = e
+            .strip_backtrace()
+            .trim_start_matches("SQL error: ")
+            .to_string();
         let (line, col) = parser_location(&message).unwrap_or((1, 1));
-        (line, col, message)
+        (line, col, tidy_parser_message(&message))
     })?;
     if statements.len() != 1 {
-        return Err((1, 1, format!("expected exactly one statement, found {}", statements.len())));
+        return Err((
+            1,
+            1,
+            format!("expected exactly one statement, found {}", statements.len()),
+        ));
     }
-    let (relations, _ctes) = resolve_table_references(&statements[0], true).map_err(|e| (1, 1, e.strip_backtrace()))?;
+    let (relations, _ctes) =
+        resolve_table_references(&statements[0], true).map_err(|e| (1, 1, e.strip_backtrace()))?;
     let mut tables: Vec<String> = relations.iter().map(|r| r.to_string()).collect();
     tables.sort();
     tables.dedup();
     Ok(tables)
+}
+
+/// `ParserError("Expected: x, found: y at Line: 2, Column: 12")` → `expected x, found y`:
+/// the diagnostic already points at the place, so the wrapper and location are noise.
+fn tidy_parser_message(message: &str) -> String {
+    let inner = message
+        .strip_prefix("ParserError(\"")
+        .and_then(|m| m.strip_suffix("\")"))
+        .unwrap_or(message);
+    let inner = inner.rfind(" at Line: ").map_or(inner, |i| &inner[..i]);
+    let inner = inner.replace("\\\"", "\"");
+    match inner.strip_prefix("Expected: ") {
+        Some(rest) => format!("expected {rest}"),
+        None => inner,
+    }
 }
 
 /// sqlparser reports "… at Line: 3, Column: 14".
@@ -221,7 +312,10 @@ mod tests {
     #[test]
     fn finds_tables_but_not_ctes() {
         let sql = "WITH recent AS (SELECT * FROM raw.events) SELECT * FROM recent JOIN raw.customers c USING (customer_id)";
-        assert_eq!(parse_tables(sql).unwrap(), vec!["raw.customers".to_string(), "raw.events".to_string()]);
+        assert_eq!(
+            parse_tables(sql).unwrap(),
+            vec!["raw.customers".to_string(), "raw.events".to_string()]
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use chrono::NaiveDate;
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
+use super::gate::{self, NewRows};
 use super::{SpecCx, TaskCx, TaskOutput};
 use crate::diag::Diagnostic;
 use crate::exec::TaskError;
@@ -67,20 +68,36 @@ fn default_true() -> bool {
 
 impl SyntheticTask {
     fn params(&self) -> SynthParams {
-        SynthParams { customers: self.customers, days: self.days, start_date: self.start_date, seed: self.seed, ..SynthParams::default() }
+        SynthParams {
+            customers: self.customers,
+            days: self.days,
+            start_date: self.start_date,
+            seed: self.seed,
+            ..SynthParams::default()
+        }
     }
 
     fn tables(&self) -> Vec<SynthTable> {
-        SynthTable::all().iter().copied().filter(|t| self.ground_truth || *t != SynthTable::GroundTruth).collect()
+        SynthTable::all()
+            .iter()
+            .copied()
+            .filter(|t| self.ground_truth || *t != SynthTable::GroundTruth)
+            .collect()
     }
 
     pub fn outputs(&self) -> Vec<String> {
-        self.tables().iter().map(|t| format!("{}.{}", self.zone, t.name())).collect()
+        self.tables()
+            .iter()
+            .map(|t| format!("{}.{}", self.zone, t.name()))
+            .collect()
     }
 
     pub(super) fn check_spec(&mut self, cx: &SpecCx<'_>, diags: &mut Vec<Diagnostic>) {
         if !is_identifier(&self.zone) {
-            diags.push(cx.error("zone", format!("invalid zone `{}`", self.zone)).with_hint("use lowercase letters, digits and `_`"));
+            diags.push(
+                cx.error("zone", format!("invalid zone `{}`", self.zone))
+                    .with_hint("use lowercase letters, digits and `_`"),
+            );
         }
         if let Err(e) = synth::validate(&self.params()) {
             diags.push(cx.error("customers", e.to_string()));
@@ -94,56 +111,94 @@ impl SyntheticTask {
         let mut written = Vec::new();
         for table in self.tables() {
             let name = format!("{}.{}", self.zone, table.name());
-            match cx.run.tables.published_by(&name, &meta).await.map_err(|e| cx.store_error(e))? {
+            match cx
+                .run
+                .tables
+                .published_by(&name, &meta)
+                .await
+                .map_err(|e| cx.store_error(e))?
+            {
                 Some(w) => written.push(w),
                 None => pending.push(table),
             }
         }
         if pending.is_empty() {
-            return Ok(TaskOutput { written, read: vec![], exported: vec![] });
+            return Ok(TaskOutput {
+                written,
+                read: vec![],
+                exported: vec![],
+            });
         }
 
         let batches = generate(&params, cx).await?;
         for table in pending {
             let name = format!("{}.{}", self.zone, table.name());
-            let table_batches = batches.iter().find(|(t, _)| *t == table).map(|(_, b)| b.clone()).unwrap_or_default();
-            let w = cx.run.tables.write_batches(&name, table_batches, WriteMode::Overwrite, &meta).await.map_err(|e| cx.store_error(e))?;
+            let table_batches = batches
+                .iter()
+                .find(|(t, _)| *t == table)
+                .map(|(_, b)| b.clone())
+                .unwrap_or_default();
+            let w = gate::publish(
+                cx,
+                &name,
+                NewRows::Batches(table_batches),
+                WriteMode::Overwrite,
+            )
+            .await?;
             written.push(w);
         }
-        Ok(TaskOutput { written, read: vec![], exported: vec![] })
+        Ok(TaskOutput {
+            written,
+            read: vec![],
+            exported: vec![],
+        })
     }
 }
 
 /// Generates every chunk on blocking threads, two at a time, and returns batches per table.
-async fn generate(params: &SynthParams, cx: &TaskCx<'_>) -> Result<Vec<(SynthTable, Vec<RecordBatch>)>, TaskError> {
+async fn generate(
+    params: &SynthParams,
+    cx: &TaskCx<'_>,
+) -> Result<Vec<(SynthTable, Vec<RecordBatch>)>, TaskError> {
     let n_chunks = synth::n_chunks(params);
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(n_chunks.max(1) as usize) as u64;
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(n_chunks.max(1) as usize) as u64;
     let mut handles = Vec::new();
     for worker in 0..workers {
         let params = params.clone();
         let cancel = cx.cancel.clone();
-        handles.push(tokio::task::spawn_blocking(move || -> Result<Vec<(u64, synth::Chunk)>, String> {
-            let mut chunks = Vec::new();
-            let mut idx = worker;
-            while idx < n_chunks {
-                if cancel.is_cancelled() {
-                    return Err("cancelled".into());
+        handles.push(tokio::task::spawn_blocking(
+            move || -> Result<Vec<(u64, synth::Chunk)>, String> {
+                let mut chunks = Vec::new();
+                let mut idx = worker;
+                while idx < n_chunks {
+                    if cancel.is_cancelled() {
+                        return Err("cancelled".into());
+                    }
+                    chunks.push((
+                        idx,
+                        synth::generate_chunk(&params, idx).map_err(|e| e.to_string())?,
+                    ));
+                    idx += workers;
                 }
-                chunks.push((idx, synth::generate_chunk(&params, idx).map_err(|e| e.to_string())?));
-                idx += workers;
-            }
-            Ok(chunks)
-        }));
+                Ok(chunks)
+            },
+        ));
     }
     let mut chunks = Vec::new();
     for h in handles {
-        let part = h.await.map_err(|e| cx.fail(format!("generator thread failed: {e}"), false))?.map_err(|e| cx.fail(e, false))?;
+        let part = h
+            .await
+            .map_err(|e| cx.fail(format!("generator thread failed: {e}"), false))?
+            .map_err(|e| cx.fail(e, false))?;
         chunks.extend(part);
     }
     // Chunk order, not thread finish order, decides the row order: same bytes every run.
     chunks.sort_by_key(|(idx, _)| *idx);
     let campaigns = synth::campaigns(params).map_err(|e| cx.fail(e, false))?;
-    let mut out: Vec<(SynthTable, Vec<RecordBatch>)> = SynthTable::all().iter().map(|t| (*t, Vec::new())).collect();
+    let mut out: Vec<(SynthTable, Vec<RecordBatch>)> =
+        SynthTable::all().iter().map(|t| (*t, Vec::new())).collect();
     for (_, chunk) in chunks {
         for (table, batches) in out.iter_mut() {
             let batch = match table {

@@ -10,7 +10,12 @@ fn every_pipeline_file_in_the_repo_validates() {
     let out = nightjar(&repo_root(), &["validate", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let value: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let files: Vec<String> = value["pipelines"].as_array().unwrap().iter().map(|p| p["file"].as_str().unwrap().to_string()).collect();
+    let files: Vec<String> = value["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["file"].as_str().unwrap().to_string())
+        .collect();
     let mut on_disk: Vec<String> = std::fs::read_dir(repo_root().join("pipelines"))
         .unwrap()
         .flatten()
@@ -22,47 +27,109 @@ fn every_pipeline_file_in_the_repo_validates() {
 }
 
 fn scalar_i64(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> i64 {
-    batches[0].column(0).as_any().downcast_ref::<Int64Array>().expect("int64").value(0)
+    batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("int64")
+        .value(0)
 }
 
 #[test]
 fn demo_pipeline_runs_end_to_end_and_reruns_idempotently() {
     let dir = demo_copy();
-    let out = nightjar(dir.path(), &["run", "marketing_nightly", "--ds", "2025-05-01", "--var", "customers=300", "--var", "days=60", "--json"]);
-    assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let out = nightjar(
+        dir.path(),
+        &[
+            "run",
+            "marketing_nightly",
+            "--ds",
+            "2025-05-01",
+            "--var",
+            "customers=300",
+            "--var",
+            "days=60",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
     let state: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(state["status"], "succeeded");
-    let statuses: Vec<&str> = state["tasks"].as_array().unwrap().iter().map(|t| t["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = state["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, vec!["succeeded"; 5]);
     let generate = &state["tasks"][0];
-    let customers = generate["outputs"].as_array().unwrap().iter().find(|o| o["table"] == "raw.customers").unwrap();
+    let customers = generate["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["table"] == "raw.customers")
+        .unwrap();
     assert_eq!(customers["rows"], 300);
 
     // The export has one row per customer, and its totals match the staging tables' rows.
-    let export = dir.path().join("exports/customer_activity_20250501.parquet");
+    let export = dir
+        .path()
+        .join("exports/customer_activity_20250501.parquet");
     let n = scalar_i64(&read_parquet(&export, "SELECT COUNT(*) FROM t"));
     assert_eq!(n, 300);
-    let distinct = scalar_i64(&read_parquet(&export, "SELECT COUNT(DISTINCT customer_id) FROM t"));
+    let distinct = scalar_i64(&read_parquet(
+        &export,
+        "SELECT COUNT(DISTINCT customer_id) FROM t",
+    ));
     assert_eq!(distinct, 300);
     let orders_rows = state["tasks"][1]["outputs"][0]["rows"].as_i64().unwrap();
-    let exported_orders = scalar_i64(&read_parquet(&export, "SELECT CAST(SUM(n_orders) AS BIGINT) FROM t"));
-    assert_eq!(exported_orders, orders_rows, "every staged order is counted once in the activity table");
+    let exported_orders = scalar_i64(&read_parquet(
+        &export,
+        "SELECT CAST(SUM(n_orders) AS BIGINT) FROM t",
+    ));
+    assert_eq!(
+        exported_orders, orders_rows,
+        "every staged order is counted once in the activity table"
+    );
 
     let warehouse = dir.path().join("warehouse");
     assert_eq!(delta_versions(&warehouse, "staging.orders"), vec![0]);
 
     // Resuming a finished run publishes nothing again.
     let run_id = state["run_id"].as_str().unwrap();
-    let again = nightjar(dir.path(), &["run", "marketing_nightly", "--resume", run_id, "--json"]);
+    let again = nightjar(
+        dir.path(),
+        &["run", "marketing_nightly", "--resume", run_id, "--json"],
+    );
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(delta_versions(&warehouse, "staging.orders"), vec![0]);
     assert_eq!(delta_versions(&warehouse, "raw.events"), vec![0]);
 
     // A new run overwrites: one new version per table, same row counts (same seed), no duplicates.
-    let second = nightjar(dir.path(), &["run", "marketing_nightly", "--ds", "2025-05-01", "--var", "customers=300", "--var", "days=60", "--json"]);
+    let second = nightjar(
+        dir.path(),
+        &[
+            "run",
+            "marketing_nightly",
+            "--ds",
+            "2025-05-01",
+            "--var",
+            "customers=300",
+            "--var",
+            "days=60",
+            "--json",
+        ],
+    );
     assert_eq!(second.code, 0, "{}", second.stderr);
     let second_state: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
-    assert_eq!(second_state["tasks"][1]["outputs"][0]["rows"], state["tasks"][1]["outputs"][0]["rows"]);
+    assert_eq!(
+        second_state["tasks"][1]["outputs"][0]["rows"],
+        state["tasks"][1]["outputs"][0]["rows"]
+    );
     assert_eq!(delta_versions(&warehouse, "staging.orders"), vec![0, 1]);
 
     // `runs list` shows both runs, newest first.
@@ -78,10 +145,29 @@ fn same_seed_same_bytes() {
     let a = demo_copy();
     let b = demo_copy();
     for dir in [&a, &b] {
-        let out = nightjar(dir.path(), &["run", "marketing_nightly", "--ds", "2025-05-01", "--var", "customers=120", "--var", "days=30", "--select", "+export_activity"]);
+        let out = nightjar(
+            dir.path(),
+            &[
+                "run",
+                "marketing_nightly",
+                "--ds",
+                "2025-05-01",
+                "--var",
+                "customers=120",
+                "--var",
+                "days=30",
+                "--select",
+                "+export_activity",
+            ],
+        );
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
-    let read = |d: &tempfile::TempDir| read_parquet(&d.path().join("exports/customer_activity_20250501.parquet"), "SELECT * FROM t ORDER BY customer_id");
+    let read = |d: &tempfile::TempDir| {
+        read_parquet(
+            &d.path().join("exports/customer_activity_20250501.parquet"),
+            "SELECT * FROM t ORDER BY customer_id",
+        )
+    };
     let (x, y) = (read(&a), read(&b));
     assert_eq!(x, y);
     assert!(x.iter().map(|b| b.num_rows()).sum::<usize>() == 120);
@@ -90,15 +176,54 @@ fn same_seed_same_bytes() {
 
 #[test]
 fn plan_shows_order_and_select() {
-    let out = nightjar(&repo_root(), &["plan", "marketing_nightly", "--select", "customer_activity+", "--json"]);
+    let out = nightjar(
+        &repo_root(),
+        &[
+            "plan",
+            "marketing_nightly",
+            "--select",
+            "customer_activity+",
+            "--json",
+        ],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let ids: Vec<&str> = plan["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = plan["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec!["customer_activity", "export_activity"]);
-    let out = nightjar(&repo_root(), &["plan", "marketing_nightly", "--select", "+customer_activity", "--json"]);
+    let out = nightjar(
+        &repo_root(),
+        &[
+            "plan",
+            "marketing_nightly",
+            "--select",
+            "+customer_activity",
+            "--json",
+        ],
+    );
     let plan: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let ids: Vec<&str> = plan["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, vec!["generate", "staging_orders", "staging_sessions", "customer_activity"]);
+    let ids: Vec<&str> = plan["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            "generate",
+            "staging_orders",
+            "staging_sessions",
+            "customer_activity"
+        ]
+    );
     let reads = &plan["tasks"][3]["reads"];
-    assert_eq!(reads, &serde_json::json!(["raw.customers", "staging.orders", "staging.sessions"]));
+    assert_eq!(
+        reads,
+        &serde_json::json!(["raw.customers", "staging.orders", "staging.sessions"])
+    );
 }

@@ -18,7 +18,10 @@ pub struct Out {
 impl Out {
     /// stdout + stderr with the temp dir, run ids and timings replaced, for snapshots.
     pub fn normalized(&self, dir: &Path) -> String {
-        let text = format!("exit: {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr);
+        let text = format!(
+            "exit: {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
         normalize(&text, dir)
     }
 }
@@ -31,7 +34,11 @@ pub fn normalize(text: &str, dir: &Path) -> String {
     let mut rest = out.as_str();
     while let Some(i) = rest.find(|c: char| c.is_ascii_digit()) {
         let candidate = &rest[i..];
-        if candidate.len() >= 25 && candidate.as_bytes()[8] == b'T' && candidate.as_bytes()[15] == b'Z' && candidate.as_bytes()[16] == b'-' {
+        if candidate.len() >= 25
+            && candidate.as_bytes()[8] == b'T'
+            && candidate.as_bytes()[15] == b'Z'
+            && candidate.as_bytes()[16] == b'-'
+        {
             result.push_str(&rest[..i]);
             result.push_str("[RUN_ID]");
             rest = &candidate[25..];
@@ -82,8 +89,15 @@ pub const PROJECT_YAML: &str = "version: 1\nname: t\nstorage:\n  root: file://./
 /// A copy of the repository's demo project in a temp dir (its own warehouse).
 pub fn demo_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&repo_root().join("pipelines"), &dir.path().join("pipelines"));
-    std::fs::copy(repo_root().join("nightjar.yaml"), dir.path().join("nightjar.yaml")).expect("copy nightjar.yaml");
+    copy_dir(
+        &repo_root().join("pipelines"),
+        &dir.path().join("pipelines"),
+    );
+    std::fs::copy(
+        repo_root().join("nightjar.yaml"),
+        dir.path().join("nightjar.yaml"),
+    )
+    .expect("copy nightjar.yaml");
     dir
 }
 
@@ -105,15 +119,26 @@ pub fn read_parquet(path: &Path, sql: &str) -> Vec<datafusion::arrow::record_bat
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let ctx = datafusion::prelude::SessionContext::new();
-        ctx.register_parquet("t", path.to_str().expect("utf8 path"), Default::default()).await.expect("register parquet");
-        ctx.sql(sql).await.expect("sql").collect().await.expect("collect")
+        ctx.register_parquet("t", path.to_str().expect("utf8 path"), Default::default())
+            .await
+            .expect("register parquet");
+        ctx.sql(sql)
+            .await
+            .expect("sql")
+            .collect()
+            .await
+            .expect("collect")
     })
 }
 
 /// Delta versions present for a table (the commit files under `_delta_log`).
 pub fn delta_versions(warehouse: &Path, table: &str) -> Vec<u64> {
     let (zone, name) = table.split_once('.').expect("zone.name");
-    let log = warehouse.join("tables").join(zone).join(name).join("_delta_log");
+    let log = warehouse
+        .join("tables")
+        .join(zone)
+        .join(name)
+        .join("_delta_log");
     let mut versions: Vec<u64> = std::fs::read_dir(&log)
         .map(|entries| {
             entries

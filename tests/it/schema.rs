@@ -12,12 +12,22 @@ fn committed_schema_is_current() {
         if std::env::var_os("NIGHTJAR_UPDATE_SCHEMA").is_some() {
             std::fs::write(&path, &out.stdout).unwrap();
         } else {
-            panic!("schema/nightjar.schema.json is stale: run `NIGHTJAR_UPDATE_SCHEMA=1 cargo test --test it schema` and commit it");
+            panic!(
+                "schema/nightjar.schema.json is stale: run `NIGHTJAR_UPDATE_SCHEMA=1 cargo test --test it schema` and commit it"
+            );
         }
     }
     let schema: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     let task = &schema["$defs"]["Task"]["oneOf"];
-    let kinds: Vec<&str> = task.as_array().unwrap().iter().map(|v| v["properties"]["kind"]["const"].as_str().unwrap()).collect();
-    assert_eq!(kinds, vec!["synthetic", "ingest", "sql", "export"]);
+    let kinds: Vec<&str> = task
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["properties"]["kind"]["const"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["synthetic", "ingest", "sql", "export", "contract"]
+    );
     assert!(schema["$defs"]["Project"]["properties"]["storage"].is_object());
 }

@@ -1,0 +1,325 @@
+//! Rules compiled to DataFusion SQL text: one row predicate per row-level rule, the single
+//! aggregate query that counts them all in one scan, one duplicate query per distinct key, and
+//! the example-row queries. Pure string building: no session, no IO.
+//!
+//! Identifiers are always double-quoted (a contract's `Air_Quality` must not be lowercased the
+//! way DataFusion folds unquoted names) and literals single-quoted with quotes doubled, so no
+//! contract value can change a query's structure.
+
+use datafusion::common::TableReference;
+
+use super::model::{Bound, BoundValue, ContractObject, Rule, RuleKind, fmt_number};
+
+/// `"name"`, with inner quotes doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `'text'`, with inner quotes doubled.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A table name as registered in a session (`raw.events`, `events`), quoted part by part. It
+/// is parsed the way `SessionContext::table` parses it, so both name the same table.
+pub fn quote_table(table: &str) -> String {
+    let reference = TableReference::parse_str(table);
+    [
+        reference.catalog(),
+        reference.schema(),
+        Some(reference.table()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(quote_ident)
+    .collect::<Vec<_>>()
+    .join(".")
+}
+
+/// A boolean SQL expression over one row, true when the row violates the rule; `None` for
+/// rules that are not decided row by row (duplicates, row count, sql, freshness). Nulls are
+/// handled inside: the expression is never NULL for a row.
+pub fn row_predicate(kind: &RuleKind) -> Option<String> {
+    let column = |c: &str| quote_ident(c);
+    let text = |c: &str| format!("CAST({} AS VARCHAR)", quote_ident(c));
+    let predicate = match kind {
+        RuleKind::NullValues { column: c } => format!("{} IS NULL", column(c)),
+        RuleKind::MissingValues { column: c, missing } if missing.is_empty() => {
+            format!("({} IS NULL OR trim({}) = '')", column(c), text(c))
+        }
+        RuleKind::MissingValues { column: c, missing } => {
+            format!(
+                "({} IS NULL OR {} IN ({}))",
+                column(c),
+                text(c),
+                literal_list(missing)
+            )
+        }
+        RuleKind::InvalidValues {
+            column: c,
+            valid_values,
+            pattern,
+        } => {
+            let mut failures = Vec::new();
+            match valid_values {
+                // `validValues: []` allows nothing but null.
+                Some(values) if values.is_empty() => failures.push("TRUE".to_string()),
+                Some(values) => {
+                    failures.push(format!("{} NOT IN ({})", text(c), literal_list(values)))
+                }
+                None => {}
+            }
+            if let Some(pattern) = pattern {
+                failures.push(format!(
+                    "NOT regexp_like({}, {})",
+                    text(c),
+                    quote_literal(pattern)
+                ));
+            }
+            if failures.is_empty() {
+                failures.push("FALSE".to_string());
+            }
+            format!(
+                "({} IS NOT NULL AND ({}))",
+                column(c),
+                failures.join(" OR ")
+            )
+        }
+        RuleKind::Range {
+            column: c,
+            min,
+            max,
+        } => {
+            let mut failures = Vec::new();
+            if let Some(Bound { value, inclusive }) = min {
+                failures.push(format!(
+                    "{} {} {}",
+                    column(c),
+                    if *inclusive { "<" } else { "<=" },
+                    bound_literal(value)
+                ));
+            }
+            if let Some(Bound { value, inclusive }) = max {
+                failures.push(format!(
+                    "{} {} {}",
+                    column(c),
+                    if *inclusive { ">" } else { ">=" },
+                    bound_literal(value)
+                ));
+            }
+            if failures.is_empty() {
+                failures.push("FALSE".to_string());
+            }
+            format!(
+                "({} IS NOT NULL AND ({}))",
+                column(c),
+                failures.join(" OR ")
+            )
+        }
+        RuleKind::Length {
+            column: c,
+            min,
+            max,
+        } => {
+            let length = format!("character_length({})", text(c));
+            let mut failures = Vec::new();
+            if let Some(min) = min {
+                failures.push(format!("{length} < {min}"));
+            }
+            if let Some(max) = max {
+                failures.push(format!("{length} > {max}"));
+            }
+            if failures.is_empty() {
+                failures.push("FALSE".to_string());
+            }
+            format!(
+                "({} IS NOT NULL AND ({}))",
+                column(c),
+                failures.join(" OR ")
+            )
+        }
+        RuleKind::MultipleOf { column: c, factor } => {
+            // A tolerance, because 0.3 / 0.1 is not exactly 3 in binary floating point.
+            let quotient = format!("(CAST({} AS DOUBLE) / {})", column(c), fmt_number(*factor));
+            format!(
+                "({} IS NOT NULL AND abs({quotient} - round({quotient})) > 1e-9)",
+                column(c)
+            )
+        }
+        RuleKind::DuplicateValues { .. }
+        | RuleKind::RowCount
+        | RuleKind::Sql { .. }
+        | RuleKind::Freshness { .. } => {
+            return None;
+        }
+    };
+    Some(predicate)
+}
+
+fn literal_list(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| quote_literal(v))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn bound_literal(value: &BoundValue) -> String {
+    match value {
+        BoundValue::Number(x) => fmt_number(*x),
+        BoundValue::Date(d) => format!("CAST({} AS DATE)", quote_literal(d)),
+        BoundValue::Timestamp(t) => format!("CAST({} AS TIMESTAMP)", quote_literal(t)),
+        BoundValue::Time(t) => format!("CAST({} AS TIME)", quote_literal(t)),
+    }
+}
+
+/// `(rule id, predicate)` for every blocking row-level rule of the object: a row for which a
+/// predicate is true violates that rule, and can be routed to quarantine tagged with its id.
+/// Only rules whose counted rows are bad are included, i.e. rules a table with none of them
+/// would pass (`mustBe: 0`, `mustBeLessThan: 5`, …, not `mustBeGreaterThan: 0`). Each
+/// predicate is wrapped in `coalesce(…, false)` so `NOT` of it selects exactly the other rows.
+pub fn row_rule_predicates(object: &ContractObject) -> Vec<(String, String)> {
+    object
+        .rules
+        .iter()
+        .filter(|rule| rule.severity.is_blocking() && rule.op.passes(0.0))
+        .filter_map(|rule| {
+            row_predicate(&rule.kind).map(|p| (rule.id.clone(), format!("coalesce({p}, false)")))
+        })
+        .collect()
+}
+
+/// True for rows that violate any blocking row-level rule (nulls, missing, invalid values,
+/// ranges, lengths); `None` when the object has no such rule.
+pub fn row_failure_predicate(object: &ContractObject) -> Option<String> {
+    let predicates = row_rule_predicates(object);
+    if predicates.is_empty() {
+        return None;
+    }
+    Some(
+        predicates
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect::<Vec<_>>()
+            .join(" OR "),
+    )
+}
+
+/// What one output column of the aggregate query holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// How many rows violate the rule at this index of `rules`.
+    Count(usize),
+    /// The newest value of the freshness rule at this index.
+    Newest(usize),
+}
+
+/// The one aggregate query: `count(*)` first, then one column per slot.
+pub(crate) fn aggregate_query(
+    table: &str,
+    rules: &[&Rule],
+    indices: &[usize],
+) -> (String, Vec<Slot>) {
+    let mut select = vec!["count(*) AS \"n_rows\"".to_string()];
+    let mut slots = Vec::new();
+    for &i in indices {
+        let rule = rules[i];
+        if let Some(predicate) = row_predicate(&rule.kind) {
+            select.push(format!(
+                "sum(CASE WHEN {predicate} THEN 1 ELSE 0 END) AS \"r{i}\""
+            ));
+            slots.push(Slot::Count(i));
+        } else if let RuleKind::Freshness { column } = &rule.kind {
+            select.push(format!("max({}) AS \"r{i}\"", quote_ident(column)));
+            slots.push(Slot::Newest(i));
+        }
+    }
+    (format!("SELECT {} FROM {table}", select.join(", ")), slots)
+}
+
+/// Rows beyond the first of each distinct key; rows with a null key column are not keys (as
+/// in SQL `UNIQUE`).
+pub(crate) fn duplicates_query(table: &str, columns: &[String]) -> String {
+    let keys = columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let not_null = columns
+        .iter()
+        .map(|c| format!("{} IS NOT NULL", quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    format!(
+        "SELECT CAST(coalesce(sum(\"n\" - 1), 0) AS BIGINT) AS \"duplicates\" FROM \
+         (SELECT count(*) AS \"n\" FROM {table} WHERE {not_null} GROUP BY {keys} HAVING count(*) > 1) AS \"groups\""
+    )
+}
+
+/// The select list for example rows: every column, the values of `masked` ones replaced by
+/// `mask` (nulls stay null: whether a value is there is often what the rule is about).
+/// `qualifier` prefixes column references (for the duplicates join).
+pub(crate) fn example_columns(
+    columns: &[String],
+    masked: &[&str],
+    mask: &str,
+    qualifier: Option<&str>,
+) -> String {
+    columns
+        .iter()
+        .map(|c| {
+            let reference = match qualifier {
+                Some(q) => format!("{}.{}", quote_ident(q), quote_ident(c)),
+                None => quote_ident(c),
+            };
+            if masked.contains(&c.as_str()) {
+                format!(
+                    "CASE WHEN {reference} IS NULL THEN NULL ELSE {} END AS {}",
+                    quote_literal(mask),
+                    quote_ident(c)
+                )
+            } else {
+                reference
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn row_examples_query(
+    table: &str,
+    select: &str,
+    predicate: &str,
+    limit: usize,
+) -> String {
+    format!("SELECT {select} FROM {table} WHERE {predicate} LIMIT {limit}")
+}
+
+/// Rows whose key occurs more than once, grouped by key.
+pub(crate) fn duplicate_examples_query(
+    table: &str,
+    select: &str,
+    columns: &[String],
+    limit: usize,
+) -> String {
+    let keys = columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let join = columns
+        .iter()
+        .map(|c| format!("\"src\".{q} = \"dup\".{q}", q = quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let order = columns
+        .iter()
+        .map(|c| format!("\"src\".{}", quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {select} FROM {table} AS \"src\" JOIN \
+         (SELECT {keys} FROM {table} GROUP BY {keys} HAVING count(*) > 1) AS \"dup\" ON {join} \
+         ORDER BY {order} LIMIT {limit}"
+    )
+}

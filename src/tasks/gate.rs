@@ -1,0 +1,327 @@
+//! Publishing a table version through its data contract: stage, check, then commit.
+//!
+//! Without a contract a task's rows go straight into one Delta commit. With one, they are
+//! first written as Parquet under `tmp/<run_id>/<task>/<table>/` (scratch space no reader
+//! looks at), checked there, and only a passing version is committed, so a violating
+//! version never becomes visible downstream. With `on_violation: quarantine`, rows failing a
+//! row-level rule go to `<zone>.<name>__quarantine` tagged with the rule id and run id, and the
+//! other rows are committed, as long as the quarantined share stays within its limit.
+
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::MemTable;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+use super::{TaskCx, register_provider};
+use crate::contracts::{self, CheckOptions, CheckReport, RuleResult, Severity, Unit};
+use crate::exec::TaskError;
+use crate::plan::PlannedContract;
+use crate::spec::{OnViolation, contract_object_for};
+use crate::stores::tables::{WriteMode, Written};
+
+/// The rows of a new table version.
+pub enum NewRows {
+    /// A query, planned in `session`; it runs inside the write (streaming).
+    Plan(SessionContext, LogicalPlan),
+    Batches(Vec<RecordBatch>),
+}
+
+/// Suffix of the table that keeps quarantined rows.
+pub const QUARANTINE_SUFFIX: &str = "__quarantine";
+
+/// Publishes `rows` as the next version of `table`, through the task's contract if it has one.
+pub async fn publish(
+    cx: &TaskCx<'_>,
+    table: &str,
+    rows: NewRows,
+    mode: WriteMode,
+) -> Result<Written, TaskError> {
+    let meta = cx.commit_meta();
+    let sole = cx.task.kind.contract_tables().len() == 1;
+    let covered = cx
+        .task
+        .contract
+        .as_ref()
+        .filter(|p| contract_object_for(&p.contract, table, sole).is_some());
+    let Some(planned) = covered else {
+        let tables = &cx.run.tables;
+        let written = match rows {
+            NewRows::Plan(session, plan) => {
+                tables.write_plan(table, &session, plan, mode, &meta).await
+            }
+            NewRows::Batches(batches) => tables.write_batches(table, batches, mode, &meta).await,
+        };
+        return written.map_err(|e| cx.store_error(e));
+    };
+
+    let storage = cx.run.engine.storage().clone();
+    let staging = format!("tmp/{}/{}/{}/", cx.run.run_id, cx.task.id, table);
+    // A previous attempt may have left files; the staged version must be exactly this one.
+    storage
+        .delete_prefix(&staging)
+        .await
+        .map_err(|e| cx.store_error(e))?;
+    let result = stage_check_commit(cx, planned, table, rows, mode, &staging).await;
+    if let Err(e) = storage.delete_prefix(&staging).await {
+        tracing::warn!(task = %cx.task.id, "cannot remove staged files under {staging}: {e}");
+    }
+    result
+}
+
+async fn stage_check_commit(
+    cx: &TaskCx<'_>,
+    planned: &PlannedContract,
+    table: &str,
+    rows: NewRows,
+    mode: WriteMode,
+    staging: &str,
+) -> Result<Written, TaskError> {
+    let url = cx.run.engine.storage().url_of(staging).to_string();
+    let frame = match rows {
+        NewRows::Plan(session, plan) => session.execute_logical_plan(plan).await,
+        NewRows::Batches(batches) => {
+            let session = cx.run.engine.session().map_err(|e| cx.df_error(e))?;
+            let schema = match batches.first() {
+                Some(b) => b.schema(),
+                None => return Err(cx.fail(format!("no rows and no schema for `{table}`"), false)),
+            };
+            let mem = MemTable::try_new(schema, vec![batches]).map_err(|e| cx.df_error(e))?;
+            session.read_table(Arc::new(mem))
+        }
+    }
+    .map_err(|e| cx.df_error(e))?;
+    frame
+        .write_parquet(&url, DataFrameWriteOptions::new(), None)
+        .await
+        .map_err(|e| cx.df_error(e))?;
+
+    // The staged files under the table's own name, so `{object}` and messages read naturally.
+    let session = cx.run.engine.session().map_err(|e| cx.df_error(e))?;
+    let staged = session
+        .read_parquet(&url, ParquetReadOptions::default())
+        .await
+        .map_err(|e| cx.df_error(e))?;
+    register_provider(&session, table, staged.into_view()).map_err(|e| cx.df_error(e))?;
+
+    let report = check_one(cx, planned, &session, table).await?;
+    let quarantine = planned.on_violation == OnViolation::Quarantine;
+    let sole = cx.task.kind.contract_tables().len() == 1;
+    let row_rules: Vec<(String, String)> = match contract_object_for(&planned.contract, table, sole)
+    {
+        Some(object) if quarantine => contracts::row_rule_predicates(object),
+        _ => vec![],
+    };
+    let quarantinable = |r: &RuleResult| row_rules.iter().any(|(id, _)| *id == r.rule_id);
+    let blocking: Vec<&RuleResult> = report
+        .blocking_failures()
+        .into_iter()
+        .filter(|r| !quarantinable(r))
+        .collect();
+    if !blocking.is_empty() {
+        let message = violation_message(planned, &report, &blocking);
+        cx.run.record_check(&cx.task.id, report, true);
+        return Err(cx.fail(message, false));
+    }
+
+    let meta = cx.commit_meta();
+    let source = format!("SELECT * FROM {}", contracts::quote_table(table));
+    let any_fails = row_rules
+        .iter()
+        .map(|(_, p)| p.as_str())
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let mut report = report;
+    if !row_rules.is_empty() && report.results.iter().any(|r| !r.passed && quarantinable(r)) {
+        // Each quarantined row carries the first rule it violates.
+        let rule_case: String = row_rules
+            .iter()
+            .map(|(id, p)| format!("WHEN {p} THEN {}", contracts::quote_literal(id)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let bad_sql = format!(
+            "SELECT *, CASE {rule_case} END AS _rule_id, {} AS _run_id FROM {} WHERE {any_fails}",
+            contracts::quote_literal(&cx.run.run_id),
+            contracts::quote_table(table)
+        );
+        let count_sql = format!(
+            "SELECT count(*) FROM {} WHERE {any_fails}",
+            contracts::quote_table(table)
+        );
+        let quarantined = scalar_u64(&session, &count_sql)
+            .await
+            .map_err(|e| cx.df_error(e))?;
+        let limit_ok = planned.max_quarantined.allows(quarantined, report.rows);
+        report.results.push(RuleResult {
+            rule_id: format!("{}.quarantine", report.object),
+            column: None,
+            metric: "quarantinedRows".into(),
+            observed: if report.rows == 0 {
+                0.0
+            } else {
+                quarantined as f64 * 100.0 / report.rows as f64
+            },
+            threshold: planned.max_quarantined.describe(),
+            unit: Unit::Percent,
+            passed: limit_ok,
+            severity: Severity::Error,
+            examples: vec![],
+            note: Some(format!("{quarantined} of {} rows quarantined", report.rows)),
+        });
+        if !limit_ok {
+            let failed: Vec<&RuleResult> = report.blocking_failures();
+            let message = violation_message(planned, &report, &failed);
+            cx.run.record_check(&cx.task.id, report, true);
+            return Err(cx.fail(message, false));
+        }
+        let qtable = format!("{table}{QUARANTINE_SUFFIX}");
+        if cx
+            .run
+            .tables
+            .published_by(&qtable, &meta)
+            .await
+            .map_err(|e| cx.store_error(e))?
+            .is_none()
+        {
+            let plan = session
+                .sql(&bad_sql)
+                .await
+                .and_then(|df| df.into_optimized_plan())
+                .map_err(|e| cx.df_error(e))?;
+            cx.run
+                .tables
+                .write_plan(&qtable, &session, plan, WriteMode::Append, &meta)
+                .await
+                .map_err(|e| cx.store_error(e))?;
+        }
+        tracing::warn!(task = %cx.task.id, table, quarantined, "rows quarantined by contract {}", planned.path);
+    }
+    let good_sql = if row_rules.is_empty() {
+        source
+    } else {
+        format!("{source} WHERE NOT ({any_fails})")
+    };
+    let plan = session
+        .sql(&good_sql)
+        .await
+        .and_then(|df| df.into_optimized_plan())
+        .map_err(|e| cx.df_error(e))?;
+    let written = cx
+        .run
+        .tables
+        .write_plan(table, &session, plan, mode, &meta)
+        .await
+        .map_err(|e| cx.store_error(e))?;
+    cx.run.record_check(&cx.task.id, report, false);
+    Ok(written)
+}
+
+/// Runs the contract's object for `table` (registered in `session`) and logs the outcome.
+pub async fn check_one(
+    cx: &TaskCx<'_>,
+    planned: &PlannedContract,
+    session: &SessionContext,
+    table: &str,
+) -> Result<CheckReport, TaskError> {
+    let sole = cx.task.kind.contract_tables().len() == 1;
+    let object = contract_object_for(&planned.contract, table, sole).ok_or_else(|| {
+        cx.fail(
+            format!(
+                "contract `{}` has no schema object for `{table}`",
+                planned.path
+            ),
+            false,
+        )
+    })?;
+    let options = CheckOptions::new(cx.run.ds);
+    let report = contracts::check(session, table, object, &planned.contract, &options)
+        .await
+        .map_err(|e| cx.df_error(e))?;
+    let failed = report.results.iter().filter(|r| !r.passed).count();
+    tracing::info!(task = %cx.task.id, table, rules = report.results.len(), failed, "contract {} checked", planned.path);
+    for w in report.warnings() {
+        tracing::warn!(task = %cx.task.id, rule = %w.rule_id, "contract warning: observed {} (expected {})", fmt_observed(w), w.threshold);
+    }
+    Ok(report)
+}
+
+/// One message naming contract, version, and each failed rule with column, observed value
+/// and threshold.
+pub fn violation_message(
+    planned: &PlannedContract,
+    report: &CheckReport,
+    failed: &[&RuleResult],
+) -> String {
+    let mut out = format!(
+        "contract `{}` ({} {}) violated by `{}` ({} rows): {} blocking rule{} failed",
+        planned.path,
+        report.contract_id,
+        report.contract_version,
+        report.table,
+        report.rows,
+        failed.len(),
+        if failed.len() == 1 { "" } else { "s" }
+    );
+    for r in failed {
+        out.push_str(&format!("\n  - {}", describe_failure(r)));
+    }
+    out
+}
+
+pub fn describe_failure(r: &RuleResult) -> String {
+    let column = r
+        .column
+        .as_deref()
+        .map(|c| format!(" column `{c}`"))
+        .unwrap_or_default();
+    let note = r
+        .note
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    format!(
+        "rule `{}`{column}: {} observed {}, expected {}{note}",
+        r.rule_id,
+        r.metric,
+        fmt_observed(r),
+        r.threshold
+    )
+}
+
+fn fmt_observed(r: &RuleResult) -> String {
+    if r.observed.is_nan() {
+        return "nothing".into();
+    }
+    let n = if r.observed.fract() == 0.0 && r.observed.abs() < 1e15 {
+        format!("{}", r.observed as i64)
+    } else {
+        format!("{:.4}", r.observed)
+    };
+    match r.unit {
+        Unit::Percent => format!("{n}%"),
+        Unit::Rows => n,
+        Unit::Seconds => format!("{n} seconds"),
+        Unit::Minutes => format!("{n} minutes"),
+        Unit::Hours => format!("{n} hours"),
+        Unit::Days => format!("{n} days"),
+    }
+}
+
+async fn scalar_u64(session: &SessionContext, sql: &str) -> datafusion::error::Result<u64> {
+    use datafusion::arrow::array::{Array, Int64Array};
+    let batches = session.sql(sql).await?.collect().await?;
+    let value = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .filter(|a| !a.is_null(0))
+                .map(|a| a.value(0))
+        })
+        .unwrap_or(0);
+    Ok(value.max(0) as u64)
+}
