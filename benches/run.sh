@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=0; [ "${1:-}" = "--quick" ] && QUICK=1
-CUSTOMERS=1000000; RUNS=5
-[ $QUICK = 1 ] && { CUSTOMERS=5000; RUNS=2; }
+# ~1.2 events per customer-day: 1M customers over 42 days is ~50M events.
+CUSTOMERS=1000000; DAYS=42; RUNS=5
+[ $QUICK = 1 ] && { CUSTOMERS=5000; DAYS=120; RUNS=2; }
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nightjar-bench-target}"
 cargo build --release --quiet --bin nightjar --bench groupby --bench orchestration
@@ -49,10 +50,10 @@ for i in $(seq 20); do
   echo "BENCH name=cold_start_validate ms=$(( (e - s) / 1000000 ))"
 done
 
-echo "== synthetic generation + export ($CUSTOMERS customers)"
+echo "== synthetic generation + export ($CUSTOMERS customers, $DAYS days)"
 rm -rf benches/project/data
 s=$(date +%s%N)
-"$BIN" --project benches/project run bench_data --var customers=$CUSTOMERS --json > benches/data.run.json
+"$BIN" --project benches/project run bench_data --var customers=$CUSTOMERS --var days=$DAYS --json > benches/data.run.json
 e=$(date +%s%N)
 $PY - <<PY
 import json

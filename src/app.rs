@@ -512,40 +512,46 @@ async fn run_pipeline(
     let mut consumer_state = state.clone();
     let consumer_ctx = run_ctx.clone();
     let consumer = tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            match &event {
-                ExecEvent::Started { task_idx, attempt } => {
-                    if let Some(t) = consumer_state.task_mut(&names[*task_idx]) {
-                        t.status = TaskStateStatus::Running;
-                        t.attempts = *attempt;
-                        t.started_at
-                            .get_or_insert_with(|| rfc3339(SystemTime::now()));
+        while let Some(first) = rx.recv().await {
+            // Apply every event already queued, then save once: with hundreds of short tasks,
+            // a save per event would rewrite the whole run state O(tasks²) times.
+            let mut next = Some(first);
+            while let Some(event) = next.take() {
+                match &event {
+                    ExecEvent::Started { task_idx, attempt } => {
+                        if let Some(t) = consumer_state.task_mut(&names[*task_idx]) {
+                            t.status = TaskStateStatus::Running;
+                            t.attempts = *attempt;
+                            t.started_at
+                                .get_or_insert_with(|| rfc3339(SystemTime::now()));
+                        }
+                        progress.started(&names[*task_idx]);
                     }
-                    progress.started(&names[*task_idx]);
-                }
-                ExecEvent::Retrying {
-                    task_idx,
-                    attempt,
-                    error,
-                    delay,
-                } => {
-                    tracing::warn!(task = %names[*task_idx], attempt, ?delay, "attempt failed, retrying: {error}");
-                }
-                ExecEvent::Finished {
-                    task_idx,
-                    status,
-                    attempts,
-                    error,
-                } => {
-                    if let Some(t) = consumer_state.task_mut(&names[*task_idx]) {
-                        t.status = (*status).into();
-                        t.attempts = (*attempts).max(t.attempts);
-                        t.error = error.clone();
-                        t.finished_at = Some(rfc3339(SystemTime::now()));
-                        t.checks = check_values(&consumer_ctx, &names[*task_idx]);
+                    ExecEvent::Retrying {
+                        task_idx,
+                        attempt,
+                        error,
+                        delay,
+                    } => {
+                        tracing::warn!(task = %names[*task_idx], attempt, ?delay, "attempt failed, retrying: {error}");
                     }
-                    progress.finished(&names[*task_idx], *status);
+                    ExecEvent::Finished {
+                        task_idx,
+                        status,
+                        attempts,
+                        error,
+                    } => {
+                        if let Some(t) = consumer_state.task_mut(&names[*task_idx]) {
+                            t.status = (*status).into();
+                            t.attempts = (*attempts).max(t.attempts);
+                            t.error = error.clone();
+                            t.finished_at = Some(rfc3339(SystemTime::now()));
+                            t.checks = check_values(&consumer_ctx, &names[*task_idx]);
+                        }
+                        progress.finished(&names[*task_idx], *status);
+                    }
                 }
+                next = rx.try_recv().ok();
             }
             if let Err(e) = runs::save(&state_storage, &consumer_state).await {
                 tracing::warn!("cannot update run state: {e}");
