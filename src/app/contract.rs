@@ -4,6 +4,7 @@ use std::path::Path;
 
 use datafusion::datasource::file_format::options::JsonReadOptions;
 use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
+use object_store::ObjectStoreExt;
 use serde_json::Value;
 
 use super::{Exit, Failure, load, open_storage, parse_ds, print_table};
@@ -32,12 +33,11 @@ pub(super) async fn check(dir: &Path, args: &CheckArgs<'_>, json: bool) -> Resul
             only_pipeline: None,
         },
     )?;
+    // Relative to the project, like `--data` and like `contract:` in pipelines.
     let path = if args.contract.is_absolute() {
         args.contract.to_path_buf()
     } else {
-        std::env::current_dir()
-            .unwrap_or_default()
-            .join(args.contract)
+        project.dir.join(args.contract)
     };
     let text = std::fs::read_to_string(&path).map_err(|e| {
         Failure::usage(format!(
@@ -93,7 +93,17 @@ pub(super) async fn check(dir: &Path, args: &CheckArgs<'_>, json: bool) -> Resul
                 .open_other(data, &project.dir)
                 .map_err(|e| Failure::usage(e.to_string()))?;
             engine.register(&session, &located);
-            let url = located.url.to_string();
+            // `located.url` names a folder (trailing `/`); a single file is read by its own URL.
+            let is_file = located.store.head(&located.path).await.is_ok();
+            let url = if is_file {
+                format!(
+                    "{}/{}",
+                    located.store_url.as_str().trim_end_matches('/'),
+                    located.path.as_ref()
+                )
+            } else {
+                located.url.to_string()
+            };
             let frame = if data.ends_with(".csv") {
                 session.read_csv(&url, CsvReadOptions::new()).await
             } else if data.ends_with(".json") || data.ends_with(".ndjson") {
@@ -198,15 +208,16 @@ fn print_report(label: &str, report: &Value, all: bool) {
             } else {
                 "warn"
             };
-            let observed = match r.get("observed").and_then(Value::as_f64) {
-                Some(x) if x.fract() == 0.0 => format!("{}", x as i64),
-                Some(x) => format!("{x:.4}"),
-                None => "-".into(),
-            };
             let unit = match s(r, "unit").as_str() {
                 "percent" => "%".to_string(),
                 "rows" => String::new(),
                 other => format!(" {other}"),
+            };
+            // Not measured (JSON null): a dash, without a unit.
+            let observed = match r.get("observed").and_then(Value::as_f64) {
+                Some(x) if x.fract() == 0.0 => format!("{}{unit}", x as i64),
+                Some(x) => format!("{x:.4}{unit}"),
+                None => "-".into(),
             };
             vec![
                 s(r, "rule_id"),
@@ -214,7 +225,7 @@ fn print_report(label: &str, report: &Value, all: bool) {
                     .and_then(Value::as_str)
                     .unwrap_or("-")
                     .to_string(),
-                format!("{observed}{unit}"),
+                observed,
                 s(r, "threshold"),
                 verdict.to_string(),
             ]
@@ -227,6 +238,13 @@ fn print_report(label: &str, report: &Value, all: bool) {
         .iter()
         .filter(|r| r.get("passed") == Some(&Value::Bool(false)))
     {
+        // Why a rule was not measured (its column is missing or retyped); the schema rule's
+        // note is the drift, listed below.
+        if let Some(note) = r.get("note").and_then(Value::as_str)
+            && s(r, "metric") != "schema"
+        {
+            println!("  `{}`: {note}", s(r, "rule_id"));
+        }
         if let Some(examples) = r
             .get("examples")
             .and_then(Value::as_array)
@@ -244,7 +262,18 @@ fn print_report(label: &str, report: &Value, all: bool) {
         .filter(|d| !d.is_empty())
     {
         for d in drift {
-            println!("  schema drift: {d}");
+            let column = s(d, "column");
+            let line = match s(d, "change").as_str() {
+                "missing" => format!("missing column `{column}`"),
+                "added" => format!("added column `{column}` ({})", s(d, "actual_type")),
+                "retyped" => format!(
+                    "retyped column `{column}` (expected {}, found {})",
+                    s(d, "expected_type"),
+                    s(d, "actual_type")
+                ),
+                _ => d.to_string(),
+            };
+            println!("  schema drift: {line}");
         }
     }
 }

@@ -489,18 +489,30 @@ pub fn load_project(dir: &Path, options: &LoadOptions) -> Result<Project, Vec<Di
     }
 
     let mut contracts = Vec::new();
+    // Files that exist but do not parse: their own errors are reported, and a task naming one
+    // is not also told the file does not exist.
+    let mut invalid_contracts = Vec::new();
     for file in read_yaml_files(&dir, "contracts", &mut diags) {
         match crate::contracts::parse_contract(&file.path, &file.text) {
             Ok(contract) => contracts.push(LoadedContract {
                 file,
                 contract: std::sync::Arc::new(contract),
             }),
-            Err(found) => diags.extend(found),
+            Err(found) => {
+                diags.extend(found);
+                invalid_contracts.push(file.path);
+            }
         }
     }
     for pipeline in &pipelines {
         for task in &pipeline.tasks {
-            check_contract_binding(&pipeline.file, task, &contracts, &mut diags);
+            check_contract_binding(
+                &pipeline.file,
+                task,
+                &contracts,
+                &invalid_contracts,
+                &mut diags,
+            );
         }
     }
 
@@ -583,13 +595,38 @@ fn check_contract_binding(
     file: &SourceFile,
     task: &TaskSpec,
     contracts: &[LoadedContract],
+    invalid_contracts: &[PathBuf],
     diags: &mut Vec<Diagnostic>,
 ) {
     let Some(reference) = &task.common.contract else {
         return;
     };
     let pos = task.pos_of("contract");
+    if let Some(limit) = reference.max_quarantined() {
+        let limit_pos = task
+            .node
+            .get("contract")
+            .and_then(|c| c.get("max_quarantined"))
+            .map_or(pos, |n| n.pos);
+        if QuarantineLimit::parse(limit).is_none() {
+            diags.push(
+                file.diag(
+                    limit_pos,
+                    format!("`max_quarantined: {limit}` is neither a percentage nor a row count"),
+                )
+                .with_hint("write e.g. `1%` or `500`"),
+            );
+        } else if reference.on_violation() != OnViolation::Quarantine {
+            diags.push(file.diag(
+                limit_pos,
+                "`max_quarantined` needs `on_violation: quarantine`",
+            ));
+        }
+    }
     let wanted = Path::new(reference.path().trim_start_matches("./"));
+    if invalid_contracts.iter().any(|p| p == wanted) {
+        return;
+    }
     let Some(loaded) = contracts.iter().find(|c| c.file.path == wanted) else {
         let known: Vec<String> = contracts
             .iter()
@@ -649,27 +686,6 @@ fn check_contract_binding(
                 table.split_once('.').map_or(table.as_str(), |(_, n)| n)
             )),
         );
-    }
-    if let Some(limit) = reference.max_quarantined() {
-        let limit_pos = task
-            .node
-            .get("contract")
-            .and_then(|c| c.get("max_quarantined"))
-            .map_or(pos, |n| n.pos);
-        if QuarantineLimit::parse(limit).is_none() {
-            diags.push(
-                file.diag(
-                    limit_pos,
-                    format!("`max_quarantined: {limit}` is neither a percentage nor a row count"),
-                )
-                .with_hint("write e.g. `1%` or `500`"),
-            );
-        } else if reference.on_violation() != OnViolation::Quarantine {
-            diags.push(file.diag(
-                limit_pos,
-                "`max_quarantined` needs `on_violation: quarantine`",
-            ));
-        }
     }
 }
 

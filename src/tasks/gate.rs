@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
@@ -19,7 +20,7 @@ use super::{TaskCx, register_provider};
 use crate::contracts::{self, CheckOptions, CheckReport, RuleResult, Severity, Unit};
 use crate::exec::TaskError;
 use crate::plan::PlannedContract;
-use crate::spec::{OnViolation, contract_object_for};
+use crate::spec::{OnViolation, QuarantineLimit, contract_object_for};
 use crate::stores::tables::{WriteMode, Written};
 
 /// The rows of a new table version.
@@ -93,25 +94,38 @@ async fn stage_check_commit(
         }
     }
     .map_err(|e| cx.df_error(e))?;
-    frame
+    let schema = frame.schema().inner().clone();
+    let staged_rows = frame
         .write_parquet(&url, DataFrameWriteOptions::new(), None)
         .await
         .map_err(|e| cx.df_error(e))?;
 
     // The staged files under the table's own name, so `{object}` and messages read naturally.
+    // No rows leave no file to read a schema from: an empty table of the same columns stands in,
+    // so an empty version is checked (a `rowCount` rule fails it) rather than failing the task.
     let session = cx.run.engine.session().map_err(|e| cx.df_error(e))?;
-    let staged = session
-        .read_parquet(&url, ParquetReadOptions::default())
-        .await
-        .map_err(|e| cx.df_error(e))?;
-    register_provider(&session, table, staged.into_view()).map_err(|e| cx.df_error(e))?;
+    let staged: Arc<dyn TableProvider> = if written_count(&staged_rows) == Some(0) {
+        Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(|e| cx.df_error(e))?)
+    } else {
+        session
+            .read_parquet(&url, ParquetReadOptions::default())
+            .await
+            .map_err(|e| cx.df_error(e))?
+            .into_view()
+    };
+    register_provider(&session, table, staged).map_err(|e| cx.df_error(e))?;
 
     let report = check_one(cx, planned, &session, table).await?;
     let quarantine = planned.on_violation == OnViolation::Quarantine;
     let sole = cx.task.kind.contract_tables().len() == 1;
+    // Only the row-level rules that failed route rows: a row that breaks a rule the version
+    // passes (e.g. within `mustBeLessThan: 5` percent) is published, not dropped.
     let row_rules: Vec<(String, String)> = match contract_object_for(&planned.contract, table, sole)
     {
-        Some(object) if quarantine => contracts::row_rule_predicates(object),
+        Some(object) if quarantine => contracts::row_rule_predicates(object)
+            .into_iter()
+            .filter(|(id, _)| report.result(id).is_some_and(|r| !r.passed))
+            .collect(),
         _ => vec![],
     };
     let quarantinable = |r: &RuleResult| row_rules.iter().any(|(id, _)| *id == r.rule_id);
@@ -134,7 +148,7 @@ async fn stage_check_commit(
         .collect::<Vec<_>>()
         .join(" OR ");
     let mut report = report;
-    if !row_rules.is_empty() && report.results.iter().any(|r| !r.passed && quarantinable(r)) {
+    if !row_rules.is_empty() {
         // Each quarantined row carries the first rule it violates.
         let rule_case: String = row_rules
             .iter()
@@ -154,17 +168,22 @@ async fn stage_check_commit(
             .await
             .map_err(|e| cx.df_error(e))?;
         let limit_ok = planned.max_quarantined.allows(quarantined, report.rows);
+        // Observed in the limit's own unit, so the report compares like with like.
+        let (observed, unit) = match planned.max_quarantined {
+            QuarantineLimit::Rows(_) => (quarantined as f64, Unit::Rows),
+            QuarantineLimit::Percent(_) if report.rows == 0 => (0.0, Unit::Percent),
+            QuarantineLimit::Percent(_) => (
+                quarantined as f64 * 100.0 / report.rows as f64,
+                Unit::Percent,
+            ),
+        };
         report.results.push(RuleResult {
             rule_id: format!("{}.quarantine", report.object),
             column: None,
             metric: "quarantinedRows".into(),
-            observed: if report.rows == 0 {
-                0.0
-            } else {
-                quarantined as f64 * 100.0 / report.rows as f64
-            },
+            observed,
             threshold: planned.max_quarantined.describe(),
-            unit: Unit::Percent,
+            unit,
             passed: limit_ok,
             severity: Severity::Error,
             examples: vec![],
@@ -307,6 +326,14 @@ fn fmt_observed(r: &RuleResult) -> String {
         Unit::Hours => format!("{n} hours"),
         Unit::Days => format!("{n} days"),
     }
+}
+
+/// Rows a `write_parquet` reports written (its one `count` value).
+fn written_count(batches: &[RecordBatch]) -> Option<u64> {
+    use datafusion::arrow::array::{Array, UInt64Array};
+    let column = batches.iter().find(|b| b.num_rows() > 0)?.column(0).clone();
+    let counts = column.as_any().downcast_ref::<UInt64Array>()?;
+    (!counts.is_null(0)).then(|| counts.value(0))
 }
 
 async fn scalar_u64(session: &SessionContext, sql: &str) -> datafusion::error::Result<u64> {

@@ -7,7 +7,7 @@
 //!   zone: raw            # tables raw.customers, raw.events, raw.orders, …
 //!   customers: 2000
 //!   days: 120
-//!   start_date: 2025-01-01
+//!   end_date: "{{ ds }}"   # or start_date: 2025-01-01; the window is `days` days
 //!   seed: 42
 //! ```
 
@@ -32,13 +32,18 @@ pub struct SyntheticTask {
     /// Number of customers.
     #[serde(default = "default_customers")]
     pub customers: u64,
-    /// Days of activity simulated from `start_date`.
+    /// Days of activity simulated.
     #[serde(default = "default_days")]
     pub days: u32,
-    /// First simulated day (YYYY-MM-DD).
-    #[serde(default = "default_start")]
-    #[schemars(with = "String")]
-    pub start_date: NaiveDate,
+    /// First simulated day (YYYY-MM-DD); default 2025-01-01. Excludes `end_date`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub start_date: Option<NaiveDate>,
+    /// Last simulated day (YYYY-MM-DD), e.g. `"{{ ds }}"` so that a nightly run's data ends
+    /// on its ds; the window is the `days` days up to and including it.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub end_date: Option<NaiveDate>,
     /// Seed of every random draw: same seed and sizes, same bytes.
     #[serde(default = "default_seed")]
     pub seed: u64,
@@ -56,9 +61,6 @@ fn default_customers() -> u64 {
 fn default_days() -> u32 {
     SynthParams::default().days
 }
-fn default_start() -> NaiveDate {
-    SynthParams::default().start_date
-}
 fn default_seed() -> u64 {
     SynthParams::default().seed
 }
@@ -71,7 +73,11 @@ impl SyntheticTask {
         SynthParams {
             customers: self.customers,
             days: self.days,
-            start_date: self.start_date,
+            start_date: match (self.start_date, self.end_date) {
+                (_, Some(end)) => end - chrono::Days::new(u64::from(self.days.max(1) - 1)),
+                (Some(start), None) => start,
+                (None, None) => SynthParams::default().start_date,
+            },
             seed: self.seed,
             ..SynthParams::default()
         }
@@ -97,6 +103,12 @@ impl SyntheticTask {
             diags.push(
                 cx.error("zone", format!("invalid zone `{}`", self.zone))
                     .with_hint("use lowercase letters, digits and `_`"),
+            );
+        }
+        if self.start_date.is_some() && self.end_date.is_some() {
+            diags.push(
+                cx.error("end_date", "give `start_date` or `end_date`, not both")
+                    .with_hint("the window is `days` days from `start_date`, or up to `end_date`"),
             );
         }
         if let Err(e) = synth::validate(&self.params()) {

@@ -2,6 +2,7 @@
 //! on a tempdir store, idempotently, with resume and `--select`.
 
 use datafusion::arrow::array::{Array, Int64Array};
+use serde_json::Value;
 
 use crate::{delta_versions, demo_copy, nightjar, read_parquet, repo_root};
 
@@ -74,6 +75,26 @@ fn demo_pipeline_runs_end_to_end_and_reruns_idempotently() {
         .find(|o| o["table"] == "raw.customers")
         .unwrap();
     assert_eq!(customers["rows"], 300);
+
+    // contracts/raw.yaml gated the three raw tables it describes, and every rule passed.
+    let checks = generate["checks"].as_array().expect("generate has checks");
+    let checked: Vec<&str> = checks
+        .iter()
+        .map(|c| c["report"]["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(checked, vec!["raw.customers", "raw.events", "raw.orders"]);
+    for check in checks {
+        assert_eq!(check["violated"], false);
+        assert_eq!(check["report"]["contract_id"], "raw-marketing");
+        let failed: Vec<&Value> = check["report"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["passed"] != true)
+            .collect();
+        assert!(failed.is_empty(), "{failed:#?}");
+    }
+    assert_eq!(checks[0]["report"]["rows"], 300);
 
     // The export has one row per customer, and its totals match the staging tables' rows.
     let export = dir

@@ -1,6 +1,7 @@
 //! The one integration-test binary: drives the real `nightjar` CLI on temp projects.
 
 mod cli_errors;
+mod contracts;
 mod demo;
 mod ingest_export;
 mod schema;
@@ -93,6 +94,10 @@ pub fn demo_copy() -> tempfile::TempDir {
         &repo_root().join("pipelines"),
         &dir.path().join("pipelines"),
     );
+    copy_dir(
+        &repo_root().join("contracts"),
+        &dir.path().join("contracts"),
+    );
     std::fs::copy(
         repo_root().join("nightjar.yaml"),
         dir.path().join("nightjar.yaml"),
@@ -114,14 +119,43 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Rows and columns of a Parquet file, read with DataFusion.
+/// Rows and columns of a Parquet file, read with DataFusion as table `t`.
 pub fn read_parquet(path: &Path, sql: &str) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let ctx = datafusion::prelude::SessionContext::new();
+    query_as_t(sql, |ctx| async move {
         ctx.register_parquet("t", path.to_str().expect("utf8 path"), Default::default())
             .await
             .expect("register parquet");
+    })
+}
+
+/// Rows of a query over the latest version of a Delta table of a warehouse, as table `t`
+/// (read with delta-rs directly, not through nightjar).
+pub fn query_table(
+    warehouse: &Path,
+    table: &str,
+    sql: &str,
+) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
+    let (zone, name) = table.split_once('.').expect("zone.name");
+    let location = warehouse.join("tables").join(zone).join(name);
+    query_as_t(sql, |ctx| async move {
+        let url = url::Url::from_directory_path(&location).expect("url");
+        let delta = deltalake_core::open_table(url)
+            .await
+            .expect("open delta table");
+        ctx.register_table("t", delta.table_provider().await.expect("provider"))
+            .expect("register");
+    })
+}
+
+fn query_as_t<F, Fut>(sql: &str, register: F) -> Vec<datafusion::arrow::record_batch::RecordBatch>
+where
+    F: FnOnce(datafusion::prelude::SessionContext) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        register(ctx.clone()).await;
         ctx.sql(sql)
             .await
             .expect("sql")
