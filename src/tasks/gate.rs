@@ -40,46 +40,149 @@ pub async fn publish(
     rows: NewRows,
     mode: WriteMode,
 ) -> Result<Written, TaskError> {
-    let meta = cx.commit_meta();
-    let sole = cx.task.kind.contract_tables().len() == 1;
-    let covered = cx
-        .task
-        .contract
-        .as_ref()
-        .filter(|p| contract_object_for(&p.contract, table, sole).is_some());
-    let Some(planned) = covered else {
-        let tables = &cx.run.tables;
-        let written = match rows {
-            NewRows::Plan(session, plan) => {
-                tables.write_plan(table, &session, plan, mode, &meta).await
-            }
-            NewRows::Batches(batches) => tables.write_batches(table, batches, mode, &meta).await,
-        };
-        return written.map_err(|e| cx.store_error(e));
-    };
+    let mut written = publish_all(cx, vec![(table.to_string(), rows, mode)]).await?;
+    written
+        .pop()
+        .ok_or_else(|| cx.fail("nothing was written (this is a bug)", false))
+}
 
+/// Publishes several tables of one task: every contracted table is staged and checked
+/// before any table is committed, so a violation in one publishes none of them.
+pub async fn publish_all(
+    cx: &TaskCx<'_>,
+    items: Vec<(String, NewRows, WriteMode)>,
+) -> Result<Vec<Written>, TaskError> {
     let storage = cx.run.engine.storage().clone();
-    let staging = format!("tmp/{}/{}/{}/", cx.run.run_id, cx.task.id, table);
-    // A previous attempt may have left files; the staged version must be exactly this one.
+    let staging_root = format!("tmp/{}/{}/", cx.run.run_id, cx.task.id);
+    // A previous attempt may have left files; the staged versions must be exactly these.
     storage
-        .delete_prefix(&staging)
+        .delete_prefix(&staging_root)
         .await
         .map_err(|e| cx.store_error(e))?;
-    let result = stage_check_commit(cx, planned, table, rows, mode, &staging).await;
-    if let Err(e) = storage.delete_prefix(&staging).await {
-        tracing::warn!(task = %cx.task.id, "cannot remove staged files under {staging}: {e}");
+    let result = check_then_commit(cx, items, &staging_root).await;
+    if let Err(e) = storage.delete_prefix(&staging_root).await {
+        tracing::warn!(task = %cx.task.id, "cannot remove staged files under {staging_root}: {e}");
     }
     result
 }
 
-async fn stage_check_commit(
+/// A table's new version, waiting for its commit.
+enum Ready {
+    Direct(String, NewRows, WriteMode),
+    Checked(Box<Checked>),
+}
+
+/// A staged version that passed its contract (possibly after quarantining rows).
+struct Checked {
+    session: SessionContext,
+    table: String,
+    mode: WriteMode,
+    /// The rows to publish.
+    good_sql: String,
+    /// `(quarantine table, query of the quarantined rows)`.
+    quarantine: Option<(String, String)>,
+    report: CheckReport,
+}
+
+async fn check_then_commit(
+    cx: &TaskCx<'_>,
+    items: Vec<(String, NewRows, WriteMode)>,
+    staging_root: &str,
+) -> Result<Vec<Written>, TaskError> {
+    let sole = cx.task.kind.contract_tables().len() == 1;
+    let mut ready = Vec::new();
+    for (table, rows, mode) in items {
+        let covered = cx
+            .task
+            .contract
+            .as_ref()
+            .filter(|p| contract_object_for(&p.contract, &table, sole).is_some());
+        match covered {
+            None => ready.push(Ready::Direct(table, rows, mode)),
+            Some(planned) => {
+                let staging = format!("{staging_root}{table}/");
+                let checked = stage_and_check(cx, planned, &table, rows, mode, &staging).await?;
+                ready.push(Ready::Checked(Box::new(checked)));
+            }
+        }
+    }
+    let meta = cx.commit_meta();
+    let tables = &cx.run.tables;
+    let mut written = Vec::new();
+    for item in ready {
+        let w = match item {
+            Ready::Direct(table, NewRows::Plan(session, plan), mode) => {
+                tables.write_plan(&table, &session, plan, mode, &meta).await
+            }
+            Ready::Direct(table, NewRows::Batches(batches), mode) => {
+                tables.write_batches(&table, batches, mode, &meta).await
+            }
+            Ready::Checked(checked) => {
+                written.push(commit(cx, *checked).await?);
+                continue;
+            }
+        };
+        written.push(w.map_err(|e| cx.store_error(e))?);
+    }
+    Ok(written)
+}
+
+/// Commits a checked version: quarantined rows first (append), then the table.
+async fn commit(cx: &TaskCx<'_>, checked: Checked) -> Result<Written, TaskError> {
+    let Checked {
+        session,
+        table,
+        mode,
+        good_sql,
+        quarantine,
+        report,
+    } = checked;
+    let meta = cx.commit_meta();
+    if let Some((qtable, bad_sql)) = quarantine
+        && cx
+            .run
+            .tables
+            .published_by(&qtable, &meta)
+            .await
+            .map_err(|e| cx.store_error(e))?
+            .is_none()
+    {
+        let plan = session
+            .sql(&bad_sql)
+            .await
+            .and_then(|df| df.into_optimized_plan())
+            .map_err(|e| cx.df_error(e))?;
+        cx.run
+            .tables
+            .write_plan(&qtable, &session, plan, WriteMode::Append, &meta)
+            .await
+            .map_err(|e| cx.store_error(e))?;
+    }
+    let plan = session
+        .sql(&good_sql)
+        .await
+        .and_then(|df| df.into_optimized_plan())
+        .map_err(|e| cx.df_error(e))?;
+    let written = cx
+        .run
+        .tables
+        .write_plan(&table, &session, plan, mode, &meta)
+        .await
+        .map_err(|e| cx.store_error(e))?;
+    cx.run.record_check(&cx.task.id, report, false);
+    Ok(written)
+}
+
+/// Stages `rows` as Parquet under `staging`, checks them, and decides what to publish; fails
+/// the task on a blocking violation.
+async fn stage_and_check(
     cx: &TaskCx<'_>,
     planned: &PlannedContract,
     table: &str,
     rows: NewRows,
     mode: WriteMode,
     staging: &str,
-) -> Result<Written, TaskError> {
+) -> Result<Checked, TaskError> {
     let url = cx.run.engine.storage().url_of(staging).to_string();
     let frame = match rows {
         NewRows::Plan(session, plan) => session.execute_logical_plan(plan).await,
@@ -140,7 +243,6 @@ async fn stage_check_commit(
         return Err(cx.fail(message, false));
     }
 
-    let meta = cx.commit_meta();
     let source = format!("SELECT * FROM {}", contracts::quote_table(table));
     let any_fails = row_rules
         .iter()
@@ -148,6 +250,7 @@ async fn stage_check_commit(
         .collect::<Vec<_>>()
         .join(" OR ");
     let mut report = report;
+    let mut quarantine = None;
     if !row_rules.is_empty() {
         // Each quarantined row carries the first rule it violates.
         let rule_case: String = row_rules
@@ -195,26 +298,7 @@ async fn stage_check_commit(
             cx.run.record_check(&cx.task.id, report, true);
             return Err(cx.fail(message, false));
         }
-        let qtable = format!("{table}{QUARANTINE_SUFFIX}");
-        if cx
-            .run
-            .tables
-            .published_by(&qtable, &meta)
-            .await
-            .map_err(|e| cx.store_error(e))?
-            .is_none()
-        {
-            let plan = session
-                .sql(&bad_sql)
-                .await
-                .and_then(|df| df.into_optimized_plan())
-                .map_err(|e| cx.df_error(e))?;
-            cx.run
-                .tables
-                .write_plan(&qtable, &session, plan, WriteMode::Append, &meta)
-                .await
-                .map_err(|e| cx.store_error(e))?;
-        }
+        quarantine = Some((format!("{table}{QUARANTINE_SUFFIX}"), bad_sql));
         tracing::warn!(task = %cx.task.id, table, quarantined, "rows quarantined by contract {}", planned.path);
     }
     let good_sql = if row_rules.is_empty() {
@@ -222,19 +306,14 @@ async fn stage_check_commit(
     } else {
         format!("{source} WHERE NOT ({any_fails})")
     };
-    let plan = session
-        .sql(&good_sql)
-        .await
-        .and_then(|df| df.into_optimized_plan())
-        .map_err(|e| cx.df_error(e))?;
-    let written = cx
-        .run
-        .tables
-        .write_plan(table, &session, plan, mode, &meta)
-        .await
-        .map_err(|e| cx.store_error(e))?;
-    cx.run.record_check(&cx.task.id, report, false);
-    Ok(written)
+    Ok(Checked {
+        session,
+        table: table.to_string(),
+        mode,
+        good_sql,
+        quarantine,
+        report,
+    })
 }
 
 /// Runs the contract's object for `table` (registered in `session`) and logs the outcome.

@@ -142,23 +142,21 @@ impl SyntheticTask {
             });
         }
 
-        let batches = generate(&params, cx).await?;
-        for table in pending {
-            let name = format!("{}.{}", self.zone, table.name());
-            let table_batches = batches
-                .iter()
-                .find(|(t, _)| *t == table)
-                .map(|(_, b)| b.clone())
-                .unwrap_or_default();
-            let w = gate::publish(
-                cx,
-                &name,
-                NewRows::Batches(table_batches),
-                WriteMode::Overwrite,
-            )
-            .await?;
-            written.push(w);
-        }
+        let mut batches = generate(&params, cx).await?;
+        // All tables at once: with a contract, every one is checked before any is committed.
+        let items = pending
+            .into_iter()
+            .map(|table| {
+                let name = format!("{}.{}", self.zone, table.name());
+                let table_batches = batches
+                    .iter_mut()
+                    .find(|(t, _)| *t == table)
+                    .map(|(_, b)| std::mem::take(b))
+                    .unwrap_or_default();
+                (name, NewRows::Batches(table_batches), WriteMode::Overwrite)
+            })
+            .collect();
+        written.extend(gate::publish_all(cx, items).await?);
         Ok(TaskOutput {
             written,
             read: vec![],

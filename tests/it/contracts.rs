@@ -1300,3 +1300,55 @@ tasks:
         );
     }
 }
+
+/// A multi-table task: one violating table stops them all, so no half of the task's output
+/// is published (customers without their events).
+#[test]
+fn a_violation_in_one_synthetic_table_publishes_none_of_them() {
+    let contract = "apiVersion: v3.1.0
+kind: DataContract
+id: synth-test
+version: 1.0.0
+status: active
+schema:
+  - name: customers
+    physicalName: raw.customers
+    quality:
+      - metric: rowCount
+        mustBeGreaterThan: 0
+  - name: events
+    physicalName: raw.events
+    quality:
+      - id: too_many_events_expected
+        metric: rowCount
+        mustBeGreaterThan: 1000000000
+";
+    let pipeline = "version: 1
+tasks:
+  - id: generate
+    kind: synthetic
+    customers: 20
+    days: 10
+    ground_truth: false
+    contract: contracts/synth.yaml
+";
+    let dir = project(&[
+        ("nightjar.yaml", PROJECT_YAML),
+        ("pipelines/p.yaml", pipeline),
+        ("contracts/synth.yaml", contract),
+    ]);
+    let out = nightjar(dir.path(), &["run", "p", "--ds", DS]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("rule `too_many_events_expected`"),
+        "{}",
+        out.stderr
+    );
+    let wh = dir.path().join("warehouse");
+    for table in ["raw.customers", "raw.events", "raw.orders", "raw.campaigns"] {
+        assert!(
+            delta_versions(&wh, table).is_empty(),
+            "{table} was published"
+        );
+    }
+}
