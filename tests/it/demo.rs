@@ -248,3 +248,75 @@ fn plan_shows_order_and_select() {
         &serde_json::json!(["raw.customers", "staging.orders", "staging.sessions"])
     );
 }
+
+/// SIGTERM (what a scheduler or Kubernetes sends) cancels the running task, records the run as
+/// cancelled and publishes nothing.
+#[test]
+fn sigterm_cancels_the_run_and_publishes_nothing() {
+    use std::process::{Command, Stdio};
+    let pipeline = "version: 1
+tasks:
+  - id: generate
+    kind: synthetic
+    customers: 400000
+    days: 60
+    ground_truth: false
+";
+    let dir = crate::project(&[
+        ("nightjar.yaml", crate::PROJECT_YAML),
+        ("pipelines/p.yaml", pipeline),
+    ]);
+    let child = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .arg("--project")
+        .arg(dir.path())
+        .args(["run", "p", "--ds", "2025-03-01", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until the run state says the task is running, then terminate.
+    let runs_dir = dir.path().join("warehouse/runs/p");
+    let started = std::time::Instant::now();
+    loop {
+        let running = std::fs::read_dir(&runs_dir)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .and_then(|e| std::fs::read_to_string(e.path()).ok())
+            .is_some_and(|t| t.contains("\"running\""));
+        if running {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the task never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The shell's builtin kill: a fresh machine need not have procps installed.
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let state: serde_json::Value = serde_json::from_slice(&output.stdout).expect("run state json");
+    assert_eq!(state["status"], "cancelled");
+    assert_eq!(state["tasks"][0]["status"], "cancelled");
+    let wh = dir.path().join("warehouse");
+    assert!(
+        crate::delta_versions(&wh, "raw.events").is_empty(),
+        "a cancelled task published"
+    );
+
+    // The saved state agrees (resume after a failure is covered in ingest_export.rs).
+    let run_id = state["run_id"].as_str().expect("run id").to_string();
+    let saved =
+        std::fs::read_to_string(runs_dir.join(format!("{run_id}.json"))).expect("saved state");
+    let saved: serde_json::Value = serde_json::from_str(&saved).expect("json");
+    assert_eq!(saved["status"], "cancelled");
+    assert_eq!(saved["tasks"][0]["status"], "cancelled");
+}
