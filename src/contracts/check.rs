@@ -14,15 +14,15 @@ use chrono::NaiveDate;
 use datafusion::common::ScalarValue;
 use datafusion::common::TableReference;
 use datafusion::error::Result;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionContext, lit};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::drift::{Drift, expected_schema_drift};
 use super::model::{Contract, ContractObject, Rule, RuleKind, Severity, Unit};
 use super::sql::{
-    Slot, aggregate_query, duplicate_examples_query, duplicates_query, example_columns,
-    quote_table, row_examples_query, row_predicate,
+    DUPLICATES_COLUMN, Slot, aggregate_query, duplicate_examples_query, duplicates_query,
+    example_columns, quote_table, row_examples_query, row_predicate,
 };
 
 /// What replaces the values of PII-classified columns in example rows.
@@ -141,6 +141,7 @@ pub async fn check(
     let present: HashSet<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let mut run = Run {
         ctx,
+        sequential: None,
         queries: Vec::new(),
     };
 
@@ -219,15 +220,20 @@ pub async fn check(
             }
         }
     }
+    // The sampled duplicated keys, as SQL literals, for the example rows of failed rules.
+    let mut sampled: Vec<(&[String], Vec<Vec<String>>)> = Vec::new();
     for (columns, users) in &keys {
         let batches = run
             .query(
                 QueryPurpose::Duplicates,
-                duplicates_query(&table_sql, columns),
+                duplicates_query(&table_sql, columns, opts.max_examples),
             )
             .await?;
         let duplicates = single_row(&batches)
-            .and_then(|r| number_at(&r, 0))
+            .and_then(|r| {
+                let total = r.schema().index_of(DUPLICATES_COLUMN).ok()?;
+                number_at(&r, total)
+            })
             .unwrap_or(0.0);
         for &i in users {
             evaluate(
@@ -236,6 +242,7 @@ pub async fn check(
                 scale(duplicates, rules[i].unit, rows),
             );
         }
+        sampled.push((columns, key_literals(&batches, columns.len())?));
     }
 
     // 3. One query per `sql` rule. A query that fails (it names a missing table, or compares a
@@ -266,11 +273,24 @@ pub async fn check(
                 continue;
             }
             let sql = if let Some(predicate) = row_predicate(&rules[i].kind) {
-                let select = example_columns(&columns, &masked, MASK, None);
+                let select = example_columns(&columns, &masked, MASK);
                 row_examples_query(&table_sql, &select, &predicate, opts.max_examples)
             } else if let RuleKind::DuplicateValues { columns: key } = &rules[i].kind {
-                let select = example_columns(&columns, &masked, MASK, Some("src"));
-                duplicate_examples_query(&table_sql, &select, key, opts.max_examples)
+                let Some((_, values)) = sampled.iter().find(|(k, _)| *k == key.as_slice()) else {
+                    continue;
+                };
+                if values.is_empty() {
+                    continue;
+                }
+                let select = example_columns(&columns, &masked, MASK);
+                duplicate_examples_query(
+                    &table_sql,
+                    &select,
+                    key,
+                    &columns,
+                    values,
+                    opts.max_examples,
+                )
             } else {
                 continue;
             };
@@ -299,6 +319,8 @@ pub async fn check(
 /// The session and the log of queries run through it.
 struct Run<'a> {
     ctx: &'a SessionContext,
+    /// The same catalog on one partition, made on first use: for example rows (see `query`).
+    sequential: Option<SessionContext>,
     queries: Vec<IssuedQuery>,
 }
 
@@ -309,7 +331,26 @@ impl Run<'_> {
             purpose,
             sql: sql.clone(),
         });
-        self.ctx.sql(&sql).await?.collect().await
+        // A LIMIT over a parallel scan keeps whichever partition answers first; on one
+        // partition the example rows are the first in table order, so the same data gives the
+        // same report bytes. The early stop keeps this cheap when failures are common.
+        let ctx = match purpose {
+            QueryPurpose::Examples => self.sequential.get_or_insert_with(|| {
+                let mut state = self.ctx.state();
+                state.config_mut().options_mut().execution.target_partitions = 1;
+                SessionContext::new_with_state(state)
+            }),
+            _ => self.ctx,
+        };
+        let started = std::time::Instant::now();
+        let batches = ctx.sql(&sql).await?.collect().await;
+        // Timings go to the log only: the report itself stays the same bytes for the same data.
+        tracing::debug!(
+            ?purpose,
+            ms = started.elapsed().as_millis() as u64,
+            "contract query done"
+        );
+        batches
     }
 
     /// The one number an `sql` rule's query returns, or why there is none.
@@ -319,11 +360,17 @@ impl Run<'_> {
             purpose: QueryPurpose::Sql,
             sql: sql.clone(),
         });
+        let started = std::time::Instant::now();
         let batches = match self.ctx.sql(&sql).await {
             Ok(frame) => frame.collect().await,
             Err(e) => Err(e),
-        }
-        .map_err(|e| format!("query does not run: {}", e.strip_backtrace()))?;
+        };
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "contract sql rule done"
+        );
+        let batches =
+            batches.map_err(|e| format!("query does not run: {}", e.strip_backtrace()))?;
         let n_rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if n_rows != 1 {
             return Err(format!(
@@ -334,6 +381,25 @@ impl Run<'_> {
             .and_then(|r| number_at(&r, 0))
             .ok_or_else(|| "query returned no number (NULL or not numeric)".to_string())
     }
+}
+
+/// The first `width` columns of every row, each value as a SQL literal of its own type
+/// (DataFusion's unparser: strings quoted and escaped, timestamps cast), so the example query
+/// in the report can be run by hand.
+fn key_literals(batches: &[RecordBatch], width: usize) -> Result<Vec<Vec<String>>> {
+    let unparser = datafusion::sql::unparser::Unparser::default();
+    let mut keys = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let mut key = Vec::with_capacity(width);
+            for column in batch.columns().iter().take(width) {
+                let value = ScalarValue::try_from_array(column, row)?;
+                key.push(unparser.expr_to_sql(&lit(value))?.to_string());
+            }
+            keys.push(key);
+        }
+    }
+    Ok(keys)
 }
 
 /// A result that has not been measured yet: fails unless a measurement passes it.

@@ -237,41 +237,45 @@ pub(crate) fn aggregate_query(
     (format!("SELECT {} FROM {table}", select.join(", ")), slots)
 }
 
-/// Rows beyond the first of each distinct key; rows with a null key column are not keys (as
-/// in SQL `UNIQUE`).
-pub(crate) fn duplicates_query(table: &str, columns: &[String]) -> String {
-    let keys = columns
-        .iter()
-        .map(|c| quote_ident(c))
-        .collect::<Vec<_>>()
-        .join(", ");
+/// The duplicate count of a key and its first `sample` duplicated key values, in one GROUP BY:
+/// one row per duplicated key (ordered by key, at most `sample`), each carrying the total in
+/// `DUPLICATES_COLUMN`; no rows means no duplicates. The total counts rows beyond the first of
+/// each distinct key; rows with a null key column are not keys (as in SQL `UNIQUE`).
+pub(crate) fn duplicates_query(table: &str, columns: &[String], sample: usize) -> String {
+    let keys = ident_list(columns);
     let not_null = columns
         .iter()
         .map(|c| format!("{} IS NOT NULL", quote_ident(c)))
         .collect::<Vec<_>>()
         .join(" AND ");
     format!(
-        "SELECT CAST(coalesce(sum(\"n\" - 1), 0) AS BIGINT) AS \"duplicates\" FROM \
-         (SELECT count(*) AS \"n\" FROM {table} WHERE {not_null} GROUP BY {keys} HAVING count(*) > 1) AS \"groups\""
+        "SELECT {keys}, CAST(sum(\"n\" - 1) OVER () AS BIGINT) AS {total} FROM \
+         (SELECT {keys}, count(*) AS \"n\" FROM {table} WHERE {not_null} GROUP BY {keys} \
+         HAVING count(*) > 1) AS \"groups\" ORDER BY {keys} LIMIT {limit}",
+        total = quote_ident(DUPLICATES_COLUMN),
+        limit = sample.max(1),
     )
+}
+
+/// The column of `duplicates_query` that carries the total.
+pub(crate) const DUPLICATES_COLUMN: &str = "__duplicates";
+
+/// `columns` quoted, comma-separated.
+fn ident_list(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The select list for example rows: every column, the values of `masked` ones replaced by
 /// `mask` (nulls stay null: whether a value is there is often what the rule is about).
-/// `qualifier` prefixes column references (for the duplicates join).
-pub(crate) fn example_columns(
-    columns: &[String],
-    masked: &[&str],
-    mask: &str,
-    qualifier: Option<&str>,
-) -> String {
+pub(crate) fn example_columns(columns: &[String], masked: &[&str], mask: &str) -> String {
     columns
         .iter()
         .map(|c| {
-            let reference = match qualifier {
-                Some(q) => format!("{}.{}", quote_ident(q), quote_ident(c)),
-                None => quote_ident(c),
-            };
+            let reference = quote_ident(c);
             if masked.contains(&c.as_str()) {
                 format!(
                     "CASE WHEN {reference} IS NULL THEN NULL ELSE {} END AS {}",
@@ -295,31 +299,37 @@ pub(crate) fn row_examples_query(
     format!("SELECT {select} FROM {table} WHERE {predicate} LIMIT {limit}")
 }
 
-/// Rows whose key occurs more than once, grouped by key.
+/// The rows of the duplicated keys `duplicates_query` sampled, ordered by key and then by every
+/// column (`all`) so ties come back in the same order on every run. `keys` holds each key's
+/// values as SQL literals, in `columns` order. A filter on known values rather than
+/// a join against a second GROUP BY: the expensive pass is not repeated for the examples.
 pub(crate) fn duplicate_examples_query(
     table: &str,
     select: &str,
     columns: &[String],
+    all: &[String],
+    keys: &[Vec<String>],
     limit: usize,
 ) -> String {
-    let keys = columns
-        .iter()
-        .map(|c| quote_ident(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let join = columns
-        .iter()
-        .map(|c| format!("\"src\".{q} = \"dup\".{q}", q = quote_ident(c)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let order = columns
-        .iter()
-        .map(|c| format!("\"src\".{}", quote_ident(c)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let predicate = if columns.len() == 1 {
+        let values: Vec<&str> = keys.iter().map(|k| k[0].as_str()).collect();
+        format!("{} IN ({})", quote_ident(&columns[0]), values.join(", "))
+    } else {
+        keys.iter()
+            .map(|key| {
+                let parts: Vec<String> = columns
+                    .iter()
+                    .zip(key)
+                    .map(|(c, v)| format!("{} = {v}", quote_ident(c)))
+                    .collect();
+                format!("({})", parts.join(" AND "))
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    };
     format!(
-        "SELECT {select} FROM {table} AS \"src\" JOIN \
-         (SELECT {keys} FROM {table} GROUP BY {keys} HAVING count(*) > 1) AS \"dup\" ON {join} \
-         ORDER BY {order} LIMIT {limit}"
+        "SELECT {select} FROM {table} WHERE {predicate} ORDER BY {}, {} LIMIT {limit}",
+        ident_list(columns),
+        ident_list(all)
     )
 }

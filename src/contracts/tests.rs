@@ -1227,6 +1227,149 @@ async fn a_sql_rule_that_does_not_plan_fails_with_a_note() {
     assert_eq!(report.drift.len(), 2);
 }
 
+/// Example rows of a duplicated multi-column key are fetched by the key values the duplicate
+/// query sampled, written back as SQL literals: a quote in a string, a UTC timestamp and a date
+/// must survive the round trip, or the examples come back empty.
+#[tokio::test]
+async fn duplicate_examples_round_trip_string_timestamp_and_date_keys() {
+    let text = "apiVersion: v3.1.0
+kind: DataContract
+id: visits
+version: 1.0.0
+status: active
+schema:
+  - name: visits
+    properties:
+      - name: visitor
+        logicalType: string
+      - name: seen_at
+        logicalType: timestamp
+      - name: day
+        logicalType: date
+      - name: n
+        logicalType: integer
+    quality:
+      - metric: duplicateValues
+        arguments:
+          properties: [visitor, seen_at, day]
+        mustBe: 0
+";
+    let contract = load("contracts/visits.yaml", text);
+    let object = contract.object("visits").expect("visits");
+    let date = |d: u32| {
+        (NaiveDate::from_ymd_opt(2025, 3, d).expect("date")
+            - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch"))
+        .num_days() as i32
+    };
+    let visits = batch(vec![
+        (
+            "visitor",
+            Arc::new(StringArray::from(vec![
+                Some("o'brien"),
+                Some("o'brien"),
+                Some("o'brien"),
+                Some("zed"),
+                Some("zed"),
+                None,
+                None,
+            ])),
+        ),
+        (
+            "seen_at",
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![
+                    micros((2025, 3, 1), 10),
+                    micros((2025, 3, 1), 10),
+                    micros((2025, 3, 1), 11),
+                    micros((2025, 3, 2), 9),
+                    micros((2025, 3, 2), 9),
+                    micros((2025, 3, 2), 9),
+                    micros((2025, 3, 2), 9),
+                ])
+                .with_timezone("UTC"),
+            ),
+        ),
+        (
+            "day",
+            Arc::new(Date32Array::from(vec![
+                date(1),
+                date(1),
+                date(1),
+                date(2),
+                date(2),
+                date(2),
+                date(2),
+            ])),
+        ),
+        ("n", Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5, 6, 7]))),
+    ]);
+    let ctx = session("visits", visits);
+    let report = check(
+        &ctx,
+        "visits",
+        object,
+        &contract,
+        &CheckOptions::new(ds("2025-03-02")),
+    )
+    .await
+    .expect("check");
+    // Two keys repeat once each; the null-visitor rows are not a key.
+    let rule = result(&report, "visits.duplicateValues");
+    assert_eq!((rule.observed, rule.passed), (2.0, false));
+    let rows: Vec<i64> = rule
+        .examples
+        .iter()
+        .map(|r| r["n"].as_i64().expect("n"))
+        .collect();
+    assert_eq!(rows, [1, 2, 4, 5], "both rows of both keys, ordered by key");
+    assert_eq!(count_queries(&report, QueryPurpose::Duplicates), 1);
+
+    // The example query in the report runs by hand and returns the same rows.
+    let examples = report
+        .queries
+        .iter()
+        .find(|q| q.purpose == QueryPurpose::Examples)
+        .expect("an examples query");
+    assert!(examples.sql.contains("'o''brien'"), "{}", examples.sql);
+    let again = ctx
+        .sql(&examples.sql)
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect("runs");
+    assert_eq!(again.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
+
+    // Without duplicates there is no example query at all.
+    let ctx = session(
+        "visits",
+        batch(vec![
+            ("visitor", Arc::new(StringArray::from(vec!["a", "b"]))),
+            (
+                "seen_at",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![micros((2025, 3, 1), 1); 2])
+                        .with_timezone("UTC"),
+                ),
+            ),
+            ("day", Arc::new(Date32Array::from(vec![date(1); 2]))),
+            ("n", Arc::new(Int64Array::from(vec![1, 2]))),
+        ]),
+    );
+    let report = check(
+        &ctx,
+        "visits",
+        object,
+        &contract,
+        &CheckOptions::new(ds("2025-03-02")),
+    )
+    .await
+    .expect("check");
+    let rule = result(&report, "visits.duplicateValues");
+    assert_eq!((rule.observed, rule.passed), (0.0, true));
+    assert_eq!(count_queries(&report, QueryPurpose::Examples), 0);
+}
+
 #[test]
 fn no_examples_are_fetched_when_max_examples_is_zero() {
     let runtime = tokio::runtime::Builder::new_current_thread()
