@@ -11,8 +11,9 @@ use chrono::NaiveDate;
 use tokio_util::sync::CancellationToken;
 
 mod contract;
+mod features;
 
-use crate::cli::{Cli, Command, ContractCommand, RunArgs, RunsCommand};
+use crate::cli::{Cli, Command, ContractCommand, FeaturesCommand, RunArgs, RunsCommand};
 use crate::diag::Diagnostic;
 use crate::engine::Engine;
 use crate::exec::{
@@ -163,6 +164,10 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             };
             contract::check(&g.project, &args, g.json).await
         }
+        Command::Features { command } => match command {
+            FeaturesCommand::List => features::list(&g.project, g.json).await,
+            FeaturesCommand::Show { view } => features::show(&g.project, view, g.json).await,
+        },
         Command::Schema => {
             println!("{}", crate::schema::project_schema_json());
             Ok(Exit::Success)
@@ -170,7 +175,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
     }
 }
 
-fn today() -> NaiveDate {
+pub(crate) fn today() -> NaiveDate {
     chrono::Utc::now().date_naive()
 }
 
@@ -460,6 +465,7 @@ async fn run_pipeline(
                         duration_ms: None,
                         error: None,
                         outputs: vec![],
+                        inputs: vec![],
                         checks: vec![],
                     },
                 }
@@ -486,6 +492,7 @@ async fn run_pipeline(
         pipeline: pipeline.to_string(),
         run_id: run_id.clone(),
         ds,
+        features: Arc::new(project.features.clone()),
         checks: Default::default(),
     });
     let run_ctx = ctx.clone();
@@ -592,6 +599,7 @@ async fn run_pipeline(
         t.duration_ms = Some(result.duration.as_millis() as u64);
         if let Some(out) = &result.output {
             t.outputs = out.written.clone();
+            t.inputs = out.read.clone();
         }
         t.checks = check_values(&run_ctx, &t.id);
     }

@@ -65,8 +65,25 @@ pub enum Command {
         #[command(subcommand)]
         command: ContractCommand,
     },
+    /// Feature views (features/*.yaml): definitions, versions, materializations, statistics
+    Features {
+        #[command(subcommand)]
+        command: FeaturesCommand,
+    },
     /// Print the JSON Schema of the project files (for editors' YAML language servers)
     Schema,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeaturesCommand {
+    /// Every view: its current definition version and what is materialized
+    List,
+    /// One view: its definition, every stored version, each materialization with its
+    /// statistics, and the SQL
+    Show {
+        /// The view name (the file name under features/, without .yaml)
+        view: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

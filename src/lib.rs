@@ -21,6 +21,7 @@ pub mod contracts;
 pub mod diag;
 pub mod engine;
 pub mod exec;
+pub mod features;
 pub mod plan;
 pub mod schedule;
 pub mod schema;

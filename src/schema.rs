@@ -16,9 +16,12 @@ pub fn project_schema() -> Value {
     let mut pipeline = generator.root_schema_for::<PipelineHeader>().to_value();
     let common = generator.root_schema_for::<TaskCommon>().to_value();
     let kinds = generator.root_schema_for::<TaskKind>().to_value();
+    let view = generator
+        .root_schema_for::<crate::features::ViewSpec>()
+        .to_value();
 
     let mut defs = serde_json::Map::new();
-    for schema in [&project, &pipeline, &common, &kinds] {
+    for schema in [&project, &pipeline, &common, &kinds, &view] {
         if let Some(Value::Object(d)) = schema.get("$defs") {
             defs.extend(d.clone());
         }
@@ -72,12 +75,13 @@ pub fn project_schema() -> Value {
     };
     defs.insert("Project".into(), strip(project));
     defs.insert("Pipeline".into(), strip(pipeline));
+    defs.insert("FeatureView".into(), strip(view));
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://nightjar.dev/schema/nightjar.schema.json",
         "title": "nightjar project files",
-        "description": "nightjar.yaml is `#/$defs/Project`; pipelines/*.yaml are `#/$defs/Pipeline`.",
-        "anyOf": [{"$ref": "#/$defs/Project"}, {"$ref": "#/$defs/Pipeline"}],
+        "description": "nightjar.yaml is `#/$defs/Project`; pipelines/*.yaml are `#/$defs/Pipeline`; features/*.yaml are `#/$defs/FeatureView`.",
+        "anyOf": [{"$ref": "#/$defs/Project"}, {"$ref": "#/$defs/Pipeline"}, {"$ref": "#/$defs/FeatureView"}],
         "$defs": defs,
     })
 }

@@ -362,7 +362,7 @@ impl SourceFile {
         Diagnostic::new(&self.path, pos, message).with_source(&self.text)
     }
 
-    fn yaml_diag(&self, err: YamlError, fallback: Pos) -> Diagnostic {
+    pub(crate) fn yaml_diag(&self, err: YamlError, fallback: Pos) -> Diagnostic {
         self.yaml_diag_with(err, fallback, &[])
     }
 
@@ -428,6 +428,8 @@ pub struct Project {
     pub pipelines: Vec<PipelineSpec>,
     /// `contracts/*.yaml`, by file name order.
     pub contracts: Vec<LoadedContract>,
+    /// `features/*.yaml`, by name.
+    pub features: crate::features::Views,
 }
 
 impl Project {
@@ -504,6 +506,8 @@ pub fn load_project(dir: &Path, options: &LoadOptions) -> Result<Project, Vec<Di
             }
         }
     }
+    let features = crate::features::load_views(&dir, &mut diags);
+    crate::features::load::bind_tasks(&mut pipelines, &features, &mut diags);
     for pipeline in &pipelines {
         for task in &pipeline.tasks {
             check_contract_binding(
@@ -545,13 +549,18 @@ pub fn load_project(dir: &Path, options: &LoadOptions) -> Result<Project, Vec<Di
             config_file,
             pipelines,
             contracts,
+            features,
         }),
         _ => Err(diags),
     }
 }
 
 /// Every `*.yaml`/`*.yml` file directly in `dir/sub`, sorted, paths relative to `dir`.
-fn read_yaml_files(dir: &Path, sub: &str, diags: &mut Vec<Diagnostic>) -> Vec<SourceFile> {
+pub(crate) fn read_yaml_files(
+    dir: &Path,
+    sub: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<SourceFile> {
     let mut paths = Vec::new();
     match std::fs::read_dir(dir.join(sub)) {
         Ok(entries) => {
@@ -711,7 +720,12 @@ pub fn contract_object_for<'c>(
         .or_else(|| (sole && contract.objects.len() == 1).then(|| &contract.objects[0]))
 }
 
-fn load_config(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<ProjectConfig> {
+/// A whole file parsed and deserialized as `T`, with its tree for positions; a problem goes
+/// to `diags` at its place.
+pub(crate) fn parse_file<T: serde::de::DeserializeOwned>(
+    file: &SourceFile,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<(Node, T)> {
     let root = match yaml::parse(&file.text) {
         Ok(root) => root,
         Err(e) => {
@@ -719,13 +733,17 @@ fn load_config(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<Project
             return None;
         }
     };
-    let config: ProjectConfig = match yaml::from_node(&root) {
-        Ok(c) => c,
+    match yaml::from_node(&root) {
+        Ok(value) => Some((root, value)),
         Err(e) => {
             diags.push(file.yaml_diag(e, root.pos));
-            return None;
+            None
         }
-    };
+    }
+}
+
+fn load_config(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<ProjectConfig> {
+    let (root, config) = parse_file::<ProjectConfig>(file, diags)?;
     let before = diags.len();
     if config.version != FORMAT_VERSION {
         diags.push(
@@ -925,7 +943,7 @@ fn load_pipeline(
 }
 
 /// Keys whose text is SQL: rendered with SQL quoting by the task, not here.
-const SQL_KEYS: &[&str] = &["sql"];
+const SQL_KEYS: &[&str] = &["sql", "labels"];
 
 fn load_task(
     dir: &Path,

@@ -125,6 +125,20 @@ pub struct TemplateError {
 
 /// Renders every `{{ name }}` in `text`.
 pub fn render(text: &str, vars: &TemplateVars, context: Context) -> Result<String, TemplateError> {
+    let known = vars.known_names();
+    render_with(text, &|name| vars.lookup(name, context), &known, |_| {
+        "(declare params under `params:`)".to_string()
+    })
+}
+
+/// Renders every `{{ name }}` in `text` with `lookup`; an unknown name is an error that lists
+/// `known` (or suggests the nearest, followed by `why`).
+pub fn render_with(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    known: &[String],
+    why: impl Fn(&str) -> String,
+) -> Result<String, TemplateError> {
     if !text.contains("{{") {
         return Ok(text.to_string());
     }
@@ -142,16 +156,15 @@ pub fn render(text: &str, vars: &TemplateVars, context: Context) -> Result<Strin
             });
         };
         let name = after[..end].trim();
-        match vars.lookup(name, context) {
+        match lookup(name) {
             Some(value) => out.push_str(&value),
             None => {
-                let known = vars.known_names();
                 let suggestion = crate::diag::did_you_mean(name, known.iter().map(|s| s.as_str()));
                 return Err(TemplateError {
                     offset: offset + start,
                     message: format!("unknown template variable `{name}`"),
                     hint: Some(match suggestion {
-                        Some(s) => format!("did you mean `{s}`? (declare params under `params:`)"),
+                        Some(s) => format!("did you mean `{s}`? {}", why(name)),
                         None => format!("known variables: {}", known.join(", ")),
                     }),
                 });

@@ -30,6 +30,10 @@ pub struct TaskState {
     pub error: Option<String>,
     #[serde(default)]
     pub outputs: Vec<Written>,
+    /// The table versions the task read (`zone.name` or `features.<view>@<version>`, Delta
+    /// version): what a result can be reproduced from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<(String, i64)>,
     /// Data-contract reports (contract id, version, text hash, each rule's observed value and
     /// verdict), as the `contracts` module wrote them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

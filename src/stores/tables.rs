@@ -27,6 +27,9 @@ pub struct CommitMeta {
     pub pipeline: String,
     pub task: String,
     pub ds: String,
+    /// What the writer wants kept with the version (a feature materialization's record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +38,13 @@ pub enum WriteMode {
     Overwrite,
     /// The new rows are added.
     Append,
+}
+
+/// One Delta commit as `Tables` reads it back.
+struct Commit {
+    version: i64,
+    rows: u64,
+    tag: Option<CommitMeta>,
 }
 
 /// A published table version.
@@ -61,6 +71,9 @@ impl Tables {
     }
 
     fn rel_dir(name: &str) -> Result<String> {
+        if let Some((view, version)) = feature_table_parts(name) {
+            return Ok(format!("features/{view}/{version}/"));
+        }
         let (zone, table) = name
             .split_once('.')
             .filter(|_| is_table_name(name))
@@ -136,35 +149,46 @@ impl Tables {
 
     /// The version a given run and task already published, if any (looks at the newest commits).
     pub async fn published_by(&self, name: &str, meta: &CommitMeta) -> Result<Option<Written>> {
+        let commits = self.commits(name, Some(8)).await?;
+        Ok(commits.into_iter().rev().find_map(|c| {
+            let tag = c.tag?;
+            (tag.run_id == meta.run_id && tag.task == meta.task && tag.pipeline == meta.pipeline)
+                .then(|| Written {
+                    table: name.to_string(),
+                    version: c.version,
+                    rows: c.rows,
+                    reused: true,
+                })
+        }))
+    }
+
+    /// The newest `limit` commits (all if `None`), oldest first, with their nightjar tags.
+    async fn commits(&self, name: &str, limit: Option<usize>) -> Result<Vec<Commit>> {
         let Some(table) = self.open(name).await? else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
-        let mut history = table.history(Some(8));
+        // `history` yields the newest commit first; commitInfo's readVersion is not always
+        // written, so versions count down from the table's own.
+        let mut version = table.version().unwrap_or(0) as i64 + 1;
+        let mut history = table.history(limit);
+        let mut out = Vec::new();
         while let Some(info) = history.next().await {
+            version -= 1;
             let info = info.map_err(|source| StoreError::Delta {
                 table: name.to_string(),
                 source,
             })?;
-            let tagged = info
-                .info
-                .get(META_KEY)
-                .and_then(|v| serde_json::from_value::<CommitMeta>(v.clone()).ok());
-            if let Some(tag) = tagged
-                && tag.run_id == meta.run_id
-                && tag.task == meta.task
-                && tag.pipeline == meta.pipeline
-            {
-                let version = info.read_version.map_or(0, |v| v as i64 + 1);
-                let rows = info.operation_metrics_rows().unwrap_or_default();
-                return Ok(Some(Written {
-                    table: name.to_string(),
-                    version,
-                    rows,
-                    reused: true,
-                }));
-            }
+            out.push(Commit {
+                version,
+                rows: info.operation_metrics_rows().unwrap_or_default(),
+                tag: info
+                    .info
+                    .get(META_KEY)
+                    .and_then(|v| serde_json::from_value::<CommitMeta>(v.clone()).ok()),
+            });
         }
-        Ok(None)
+        out.reverse();
+        Ok(out)
     }
 
     /// Writes the result of a logical plan as one commit, streaming (the plan runs inside
@@ -186,6 +210,38 @@ impl Tables {
             .with_input_plan(plan)
             .with_session_state(Arc::new(session.state()));
         self.finish_write(name, builder, mode, meta).await
+    }
+
+    /// Replaces the rows matching `predicate` with `batches` (every new row must match it), as
+    /// one commit: a re-materialized snapshot swaps its rows atomically.
+    pub async fn replace_where(
+        &self,
+        name: &str,
+        batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
+        predicate: datafusion::prelude::Expr,
+        meta: &CommitMeta,
+    ) -> Result<Written> {
+        let log_store = self.log_store(name)?;
+        let existing = self.open(name).await?;
+        let snapshot = existing
+            .as_ref()
+            .and_then(|t| t.snapshot().ok().map(|s| s.snapshot().clone()));
+        let builder = deltalake_core::operations::write::WriteBuilder::new(log_store, snapshot)
+            .with_input_batches(batches);
+        let builder = if existing.is_some() {
+            builder.with_replace_where(predicate)
+        } else {
+            builder
+        };
+        self.finish_write(name, builder, WriteMode::Append, meta)
+            .await
+    }
+
+    /// Every commit's version and nightjar tag (commits written by others have none), oldest
+    /// first.
+    pub async fn tagged_history(&self, name: &str) -> Result<Vec<(i64, Option<CommitMeta>)>> {
+        let commits = self.commits(name, None).await?;
+        Ok(commits.into_iter().map(|c| (c.version, c.tag)).collect())
     }
 
     /// Writes record batches as one commit.
@@ -262,6 +318,20 @@ impl Tables {
         names.dedup();
         Ok(names)
     }
+}
+
+/// The Delta table of one feature-view definition version, as `Tables` names it.
+pub fn feature_table(view: &str, version: &str) -> String {
+    format!("features.{view}@{version}")
+}
+
+/// `features.<view>@<version>` → (view, version), both plain identifiers / hex.
+fn feature_table_parts(name: &str) -> Option<(&str, &str)> {
+    let (view, version) = name.strip_prefix("features.")?.split_once('@')?;
+    (crate::spec::is_identifier(view)
+        && !version.is_empty()
+        && version.chars().all(|c| c.is_ascii_alphanumeric()))
+    .then_some((view, version))
 }
 
 /// Rows added by a commit, from the operation metrics delta-rs writes into commitInfo.

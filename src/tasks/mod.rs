@@ -3,12 +3,15 @@
 
 pub mod contract;
 pub mod export;
+pub mod features;
 pub mod gate;
 pub mod ingest;
 pub mod sql;
 pub mod synthetic;
+pub mod training_set;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -39,11 +42,22 @@ pub enum TaskKind {
     Export(export::ExportTask),
     /// Check a table another task wrote against the task's `contract:`.
     Contract(contract::ContractTask),
+    /// Materialize a feature view (`features/<view>.yaml`) at its current definition version.
+    Features(features::FeaturesTask),
+    /// Label rows joined point-in-time to feature views.
+    TrainingSet(training_set::TrainingSetTask),
 }
 
 impl TaskKind {
-    pub const NAMES: &'static [&'static str] =
-        &["synthetic", "ingest", "sql", "export", "contract"];
+    pub const NAMES: &'static [&'static str] = &[
+        "synthetic",
+        "ingest",
+        "sql",
+        "export",
+        "contract",
+        "features",
+        "training_set",
+    ];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -52,6 +66,8 @@ impl TaskKind {
             TaskKind::Sql(_) => "sql",
             TaskKind::Export(_) => "export",
             TaskKind::Contract(_) => "contract",
+            TaskKind::Features(_) => "features",
+            TaskKind::TrainingSet(_) => "training_set",
         }
     }
 
@@ -68,6 +84,9 @@ impl TaskKind {
     pub fn input_key(&self) -> &'static str {
         match self {
             TaskKind::Export(_) | TaskKind::Contract(_) => "table",
+            TaskKind::Features(_) => "view",
+            TaskKind::TrainingSet(t) if t.labels_file.is_some() => "labels_file",
+            TaskKind::TrainingSet(_) => "labels",
             _ => "sql",
         }
     }
@@ -81,6 +100,8 @@ impl TaskKind {
             TaskKind::Sql(t) => t.check_spec(cx, diags),
             TaskKind::Export(t) => t.check_spec(cx, diags),
             TaskKind::Contract(t) => t.check_spec(cx, diags),
+            TaskKind::Features(t) => t.check_spec(cx, diags),
+            TaskKind::TrainingSet(t) => t.check_spec(cx, diags),
         }
     }
 
@@ -90,6 +111,8 @@ impl TaskKind {
             TaskKind::Synthetic(t) => t.outputs(),
             TaskKind::Ingest(t) => vec![t.output.clone()],
             TaskKind::Sql(t) => vec![t.output.clone()],
+            TaskKind::TrainingSet(t) => vec![t.output.clone()],
+            TaskKind::Features(t) => vec![features::view_table_name(&t.view)],
             TaskKind::Export(_) | TaskKind::Contract(_) => vec![],
         }
     }
@@ -105,6 +128,8 @@ impl TaskKind {
                 .unwrap_or_default(),
             TaskKind::Export(t) => vec![t.table.clone()],
             TaskKind::Contract(t) => vec![t.table.clone()],
+            TaskKind::Features(t) => t.inputs(),
+            TaskKind::TrainingSet(t) => t.inputs(),
         }
     }
 }
@@ -135,6 +160,9 @@ pub struct RunContext {
     pub pipeline: String,
     pub run_id: String,
     pub ds: NaiveDate,
+    /// The project's feature views (SQL reading `features.<view>` gets the current
+    /// definition's table).
+    pub features: Arc<crate::features::Views>,
     /// Contract reports of this run, in the order they were made.
     pub checks: std::sync::Mutex<Vec<TaskCheck>>,
 }
@@ -202,6 +230,7 @@ impl TaskCx<'_> {
             pipeline: self.run.pipeline.clone(),
             task: self.task.id.clone(),
             ds: self.run.ds.format("%Y-%m-%d").to_string(),
+            details: None,
         }
     }
 
@@ -262,6 +291,8 @@ pub async fn run(cx: &TaskCx<'_>) -> Result<TaskOutput, TaskError> {
         TaskKind::Sql(t) => t.run(cx).await,
         TaskKind::Export(t) => t.run(cx).await,
         TaskKind::Contract(t) => t.run(cx).await,
+        TaskKind::Features(t) => t.run(cx).await,
+        TaskKind::TrainingSet(t) => t.run(cx).await,
     }
 }
 
@@ -274,14 +305,28 @@ pub async fn register_tables(
 ) -> Result<Vec<(String, i64)>, TaskError> {
     let mut read = Vec::new();
     for name in names {
+        // `features.<view>`: the current definition version's table, registered under the
+        // name the SQL uses; the versioned name goes into `read`.
+        let stored = match name.strip_prefix("features.") {
+            Some(view) => match cx.run.features.get(view) {
+                Some(v) => crate::stores::tables::feature_table(&v.name, &v.version),
+                None => {
+                    return Err(cx.fail(
+                        format!("`{name}`: no feature view `{view}` in features/"),
+                        false,
+                    ));
+                }
+            },
+            None => name.clone(),
+        };
         let (provider, version) = cx
             .run
             .tables
-            .provider(name)
+            .provider(&stored)
             .await
             .map_err(|e| cx.store_error(e))?;
         register_provider(ctx, name, provider).map_err(|e| cx.df_error(e))?;
-        read.push((name.clone(), version));
+        read.push((stored, version));
     }
     Ok(read)
 }

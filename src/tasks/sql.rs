@@ -78,116 +78,12 @@ impl SqlTask {
                     .with_hint("tables are named `zone.name`, e.g. `staging.orders`"),
             );
         }
-        let (raw, origin) = match (&self.sql, &self.sql_file) {
-            (Some(sql), None) => {
-                let entry = cx.node.entry("sql");
-                let node = entry.map(|(_, v)| v);
-                let key_line = entry.map_or(0, |(k, _)| k.pos.line);
-                let (line_offset, col_offset) = match node.map(|n| (&n.kind, n.pos)) {
-                    // A `|` block's text starts on the line after its key.
-                    Some((NodeKind::Scalar(_, ScalarStyle::Block), _)) => {
-                        (key_line, block_indent(&cx.file.text, key_line))
-                    }
-                    Some((NodeKind::Scalar(_, ScalarStyle::Quoted), pos)) => {
-                        (pos.line - 1, pos.col)
-                    }
-                    Some((_, pos)) => (pos.line - 1, pos.col - 1),
-                    None => (0, 0),
-                };
-                (
-                    sql.clone(),
-                    SqlOrigin {
-                        file: cx.file.clone(),
-                        line_offset,
-                        col_offset,
-                        _marker: Default::default(),
-                    },
-                )
-            }
-            (None, Some(path)) => {
-                if path.contains("..") || std::path::Path::new(path).is_absolute() {
-                    diags.push(cx.error(
-                        "sql_file",
-                        format!("`{path}` must be a path inside the project"),
-                    ));
-                    return;
-                }
-                match std::fs::read_to_string(cx.dir.join(path)) {
-                    Ok(text) => (
-                        text.clone(),
-                        SqlOrigin {
-                            file: SourceFile {
-                                path: path.into(),
-                                text,
-                            },
-                            line_offset: 0,
-                            col_offset: 0,
-                            _marker: Default::default(),
-                        },
-                    ),
-                    Err(e) => {
-                        diags.push(cx.error("sql_file", format!("cannot read `{path}`: {e}")));
-                        return;
-                    }
-                }
-            }
-            (Some(_), Some(_)) => {
-                diags.push(cx.error("sql_file", "give either `sql` or `sql_file`, not both"));
-                return;
-            }
-            (None, None) => {
-                diags.push(cx.error("kind", "an `sql` task needs `sql` or `sql_file`"));
-                return;
-            }
-        };
-        let text = match template::render(&raw, cx.vars, Context::Sql) {
-            Ok(t) => t,
-            Err(e) => {
-                let pos = origin.position_of_offset(&raw, e.offset);
-                let mut d = origin.file.diag(pos, e.message);
-                if let Some(h) = e.hint {
-                    d = d.with_hint(h);
-                }
-                diags.push(d);
-                return;
-            }
-        };
-        match parse_tables(&text) {
-            Ok(tables) => {
-                let mut bad = false;
-                for t in &tables {
-                    if !is_table_name(t) {
-                        bad = true;
-                        diags.push(origin.file.diag(origin.first_mention(&raw, t), format!("table `{t}` is not named `zone.name`"))
-                            .with_hint("every table nightjar manages is `zone.name`, e.g. `raw.events`"));
-                    }
-                }
-                if !bad {
-                    let origin_text =
-                        format!("{}:{}", origin.file.path.display(), origin.line_offset + 1);
-                    self.resolved = Some(ResolvedSql {
-                        text,
-                        origin: origin_text,
-                        tables,
-                    });
-                }
-            }
-            Err((line, col, message)) => {
-                let pos = Pos {
-                    line: origin.line_offset + line,
-                    col: if line == 1 {
-                        origin.col_offset + col
-                    } else {
-                        block_col(&origin, col)
-                    },
-                };
-                diags.push(
-                    origin
-                        .file
-                        .diag(pos, format!("SQL does not parse: {message}")),
-                );
-            }
-        }
+        self.resolved = resolve_query(
+            cx,
+            (self.sql.as_ref(), "sql"),
+            (self.sql_file.as_ref(), "sql_file"),
+            diags,
+        );
     }
 
     pub(super) async fn run(&self, cx: &TaskCx<'_>) -> Result<TaskOutput, TaskError> {
@@ -216,6 +112,141 @@ impl SqlTask {
             exported: vec![],
         })
     }
+}
+
+/// Resolves a query given inline (`inline_key`) or as a file (`file_key`): renders its
+/// templates, parses it, and finds the tables it reads; every problem points into the YAML
+/// or the `.sql` file.
+pub(super) fn resolve_query(
+    cx: &SpecCx<'_>,
+    (inline, inline_key): (Option<&String>, &str),
+    (sql_file, file_key): (Option<&String>, &str),
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ResolvedSql> {
+    let (raw, origin) = match (inline, sql_file) {
+        (Some(sql), None) => {
+            let entry = cx.node.entry(inline_key);
+            let node = entry.map(|(_, v)| v);
+            let key_line = entry.map_or(0, |(k, _)| k.pos.line);
+            let (line_offset, col_offset) = match node.map(|n| (&n.kind, n.pos)) {
+                // A `|` block's text starts on the line after its key.
+                Some((NodeKind::Scalar(_, ScalarStyle::Block), _)) => {
+                    (key_line, block_indent(&cx.file.text, key_line))
+                }
+                Some((NodeKind::Scalar(_, ScalarStyle::Quoted), pos)) => (pos.line - 1, pos.col),
+                Some((_, pos)) => (pos.line - 1, pos.col - 1),
+                None => (0, 0),
+            };
+            (
+                sql.clone(),
+                SqlOrigin {
+                    file: cx.file.clone(),
+                    line_offset,
+                    col_offset,
+                    _marker: Default::default(),
+                },
+            )
+        }
+        (None, Some(path)) => {
+            if path.contains("..") || std::path::Path::new(path).is_absolute() {
+                diags.push(cx.error(
+                    "sql_file",
+                    format!("`{path}` must be a path inside the project"),
+                ));
+                return None;
+            }
+            match std::fs::read_to_string(cx.dir.join(path)) {
+                Ok(text) => (
+                    text.clone(),
+                    SqlOrigin {
+                        file: SourceFile {
+                            path: path.into(),
+                            text,
+                        },
+                        line_offset: 0,
+                        col_offset: 0,
+                        _marker: Default::default(),
+                    },
+                ),
+                Err(e) => {
+                    diags.push(cx.error(file_key, format!("cannot read `{path}`: {e}")));
+                    return None;
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            diags.push(cx.error(
+                file_key,
+                format!("give either `{inline_key}` or `{file_key}`, not both"),
+            ));
+            return None;
+        }
+        (None, None) => {
+            diags.push(cx.error(
+                "kind",
+                format!("this task needs `{inline_key}` or `{file_key}`"),
+            ));
+            return None;
+        }
+    };
+    let text = match template::render(&raw, cx.vars, Context::Sql) {
+        Ok(t) => t,
+        Err(e) => {
+            let pos = origin.position_of_offset(&raw, e.offset);
+            let mut d = origin.file.diag(pos, e.message);
+            if let Some(h) = e.hint {
+                d = d.with_hint(h);
+            }
+            diags.push(d);
+            return None;
+        }
+    };
+    match parse_tables(&text) {
+        Ok(tables) => {
+            let mut bad = false;
+            for t in &tables {
+                if !is_table_name(t) {
+                    bad = true;
+                    diags.push(
+                        origin
+                            .file
+                            .diag(
+                                origin.first_mention(&raw, t),
+                                format!("table `{t}` is not named `zone.name`"),
+                            )
+                            .with_hint(
+                                "every table nightjar manages is `zone.name`, e.g. `raw.events`",
+                            ),
+                    );
+                }
+            }
+            if !bad {
+                let origin_text =
+                    format!("{}:{}", origin.file.path.display(), origin.line_offset + 1);
+                return Some(ResolvedSql {
+                    text,
+                    origin: origin_text,
+                    tables,
+                });
+            }
+        }
+        Err((line, col, message)) => {
+            let pos = Pos {
+                line: origin.line_offset + line,
+                col: if line == 1 {
+                    origin.col_offset + col
+                } else {
+                    block_col(&origin, col)
+                },
+            };
+            diags.push(
+                origin
+                    .file
+                    .diag(pos, format!("SQL does not parse: {message}")),
+            );
+        }
+    }
+    None
 }
 
 impl SqlOrigin<'_> {

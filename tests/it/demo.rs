@@ -66,7 +66,7 @@ fn demo_pipeline_runs_end_to_end_and_reruns_idempotently() {
         .iter()
         .map(|t| t["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, vec!["succeeded"; 5]);
+    assert_eq!(statuses, vec!["succeeded"; 9]);
     let generate = &state["tasks"][0];
     let customers = generate["outputs"]
         .as_array()
@@ -119,6 +119,35 @@ fn demo_pipeline_runs_end_to_end_and_reruns_idempotently() {
 
     let warehouse = dir.path().join("warehouse");
     assert_eq!(delta_versions(&warehouse, "staging.orders"), vec![0]);
+
+    // The three feature views and the churn training set: one row per customer and label
+    // snapshot, both label values present, features filled from the views.
+    let training = crate::query_table(
+        &warehouse,
+        "training.churn",
+        "SELECT CAST(count(*) AS BIGINT), CAST(count(DISTINCT label_ts) AS BIGINT), \
+         CAST(sum(churned) AS BIGINT), CAST(count(orders_90d) AS BIGINT), \
+         CAST(count(sessions_28d) AS BIGINT), CAST(count(exposures_30d) AS BIGINT) FROM t",
+    );
+    let column = |i: usize| {
+        training[0]
+            .column(i)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("int64")
+            .value(0)
+    };
+    let (rows, snapshots, churned) = (column(0), column(1), column(2));
+    assert!(
+        rows > 0 && snapshots >= 1,
+        "{rows} rows, {snapshots} label snapshots"
+    );
+    assert!(churned > 0 && churned < rows, "{churned} of {rows} churned");
+    assert_eq!(
+        (column(3), column(4), column(5)),
+        (rows, rows, rows),
+        "every row has its features"
+    );
 
     // Resuming a finished run publishes nothing again.
     let run_id = state["run_id"].as_str().unwrap();
@@ -179,6 +208,8 @@ fn same_seed_same_bytes() {
                 "days=30",
                 "--select",
                 "+export_activity",
+                "--select",
+                "+churn_training_set",
             ],
         );
         assert_eq!(out.code, 0, "{}", out.stderr);
@@ -191,6 +222,16 @@ fn same_seed_same_bytes() {
     };
     let (x, y) = (read(&a), read(&b));
     assert_eq!(x, y);
+    let training = |d: &tempfile::TempDir| {
+        crate::query_table(
+            &d.path().join("warehouse"),
+            "training.churn",
+            "SELECT * FROM t ORDER BY label_ts, customer_id",
+        )
+    };
+    let (ta, tb) = (training(&a), training(&b));
+    assert!(ta.iter().map(|b| b.num_rows()).sum::<usize>() > 0);
+    assert_eq!(ta, tb, "same seed, same training set");
     assert!(x.iter().map(|b| b.num_rows()).sum::<usize>() == 120);
     let _ = x[0].column(0).len();
 }

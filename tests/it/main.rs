@@ -3,6 +3,7 @@
 mod cli_errors;
 mod contracts;
 mod demo;
+mod features;
 mod ingest_export;
 mod schema;
 
@@ -98,6 +99,7 @@ pub fn demo_copy() -> tempfile::TempDir {
         &repo_root().join("contracts"),
         &dir.path().join("contracts"),
     );
+    copy_dir(&repo_root().join("features"), &dir.path().join("features"));
     std::fs::copy(
         repo_root().join("nightjar.yaml"),
         dir.path().join("nightjar.yaml"),
@@ -136,7 +138,15 @@ pub fn query_table(
     sql: &str,
 ) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
     let (zone, name) = table.split_once('.').expect("zone.name");
-    let location = warehouse.join("tables").join(zone).join(name);
+    query_delta(&warehouse.join("tables").join(zone).join(name), sql)
+}
+
+/// Rows of a query over the latest version of the Delta table at `location`, as table `t`.
+pub fn query_delta(
+    location: &Path,
+    sql: &str,
+) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
+    let location = location.to_path_buf();
     query_as_t(sql, |ctx| async move {
         let url = url::Url::from_directory_path(&location).expect("url");
         let delta = deltalake_core::open_table(url)

@@ -25,9 +25,10 @@ fn committed_schema_is_current() {
         .iter()
         .map(|v| v["properties"]["kind"]["const"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        kinds,
-        vec!["synthetic", "ingest", "sql", "export", "contract"]
-    );
+    // Every task kind, in the order `TaskKind` lists them.
+    assert_eq!(kinds, nightjar::tasks::TaskKind::NAMES);
     assert!(schema["$defs"]["Project"]["properties"]["storage"].is_object());
+    let view = &schema["$defs"]["FeatureView"];
+    assert_eq!(view["required"], serde_json::json!(["entity", "timestamp"]));
+    assert_eq!(view["additionalProperties"], false);
 }

@@ -1,0 +1,439 @@
+//! Feature views and training sets through the CLI: snapshots materialized once, versions by
+//! definition, statistics, point-in-time training sets checked against an independent query,
+//! and load-time errors at their file:line:column.
+
+use std::path::Path;
+
+use chrono::{Days, NaiveDate};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use serde_json::Value;
+
+use crate::{PROJECT_YAML, nightjar, project, query_delta, query_table};
+
+const PIPELINE: &str = "version: 1
+tasks:
+  - id: generate
+    kind: synthetic
+    customers: 200
+    days: 40
+    end_date: \"{{ ds }}\"
+    ground_truth: false
+  - id: order_features
+    kind: features
+    view: orders_view
+  - id: training
+    kind: training_set
+    output: training.orders
+    label_timestamp: label_ts
+    labels: |
+      SELECT customer_id, label_ts, CAST(customer_id % 2 AS INT) AS label
+      FROM raw.customers
+      CROSS JOIN (SELECT DISTINCT feature_ts + INTERVAL '1 day' AS label_ts
+                  FROM features.orders_view) AS s
+    features: [orders_view]
+    defaults:
+      n_orders: -1
+";
+
+const VIEW_YAML: &str = "description: Orders before the snapshot.
+entity: customer_id
+timestamp: feature_ts
+ttl: 8d
+snapshots: { every: 7d, history: 21d }
+features:
+  - name: n_orders
+    description: Orders before the snapshot.
+  - name: spend
+    tags: [monetary]
+";
+
+const VIEW_SQL: &str = "-- orders strictly before {{ as_of }}
+SELECT c.customer_id,
+       {{ as_of }} AS feature_ts,
+       COUNT(o.order_id) AS n_orders,
+       COALESCE(SUM(o.amount), 0.0) AS spend
+FROM raw.customers c
+LEFT JOIN raw.orders o ON o.customer_id = c.customer_id AND o.order_ts < {{ as_of }}
+GROUP BY c.customer_id
+";
+
+fn feature_project(sql: &str) -> tempfile::TempDir {
+    project(&[
+        ("nightjar.yaml", PROJECT_YAML),
+        ("pipelines/p.yaml", PIPELINE),
+        ("features/orders_view.yaml", VIEW_YAML),
+        ("features/orders_view.sql", sql),
+    ])
+}
+
+fn run(dir: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["run", "p", "--ds", "2025-03-01", "--json"];
+    args.extend_from_slice(extra);
+    let out = nightjar(dir, &args);
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    serde_json::from_str(&out.stdout).expect("run json")
+}
+
+fn task<'a>(state: &'a Value, id: &str) -> &'a Value {
+    state["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("no task {id} in {state}"))
+}
+
+fn list(dir: &Path) -> Value {
+    let out = nightjar(dir, &["features", "list", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    serde_json::from_str::<Value>(&out.stdout).expect("json")[0].clone()
+}
+
+fn view_dir(dir: &Path, version: &str) -> std::path::PathBuf {
+    dir.join("warehouse/features/orders_view").join(version)
+}
+
+fn i64s(batches: &[RecordBatch], column: usize) -> Vec<Option<i64>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column(column).as_primitive::<Int64Type>();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn strings(batches: &[RecordBatch], column: usize) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = datafusion::arrow::compute::cast(
+                b.column(column),
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            )
+            .expect("cast");
+            let a = a.as_string::<i32>();
+            (0..a.len())
+                .map(|i| a.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The as-of instants a run for 2025-03-01 materializes with `every: 7d, history: 21d`: its
+/// own (the end of the day) and the 7-day grid counted from 1970-01-01 within 21 days.
+fn expected_snapshots() -> Vec<String> {
+    let own = NaiveDate::from_ymd_opt(2025, 3, 2).unwrap();
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    let mut days = vec![own];
+    let mut day = own - Days::new(((own - epoch).num_days() % 7) as u64);
+    while day >= own - Days::new(21) {
+        if day != own {
+            days.push(day);
+        }
+        day = day - Days::new(7);
+    }
+    days.sort();
+    days.iter().map(|d| format!("{d}T00:00:00Z")).collect()
+}
+
+#[test]
+fn views_materialize_their_snapshots_once_and_version_by_definition() {
+    let dir = feature_project(VIEW_SQL);
+    let state = run(dir.path(), &[]);
+    let version = list(dir.path())["version"]
+        .as_str()
+        .expect("version")
+        .to_string();
+    assert_eq!(version.len(), 16);
+    let written = &task(&state, "order_features")["outputs"][0];
+    assert_eq!(written["table"], format!("features.orders_view@{version}"));
+
+    // The snapshots present are exactly the expected grid, each one row per customer.
+    let location = view_dir(dir.path(), &version);
+    let per_snapshot = query_delta(
+        &location,
+        "SELECT to_char(feature_ts, '%Y-%m-%dT%H:%M:%SZ') AS ts, count(*) AS n, count(DISTINCT customer_id) AS d FROM t GROUP BY 1 ORDER BY 1",
+    );
+    assert_eq!(strings(&per_snapshot, 0), expected_snapshots());
+    assert!(i64s(&per_snapshot, 1).iter().all(|n| *n == Some(200)));
+    assert_eq!(i64s(&per_snapshot, 1), i64s(&per_snapshot, 2));
+    assert_eq!(written["rows"], 200 * expected_snapshots().len() as u64);
+
+    // Values: the own snapshot equals an independent count over raw.orders before it.
+    let ours = query_delta(
+        &location,
+        "SELECT customer_id, n_orders FROM t WHERE feature_ts = TIMESTAMP '2025-03-02T00:00:00Z' ORDER BY customer_id",
+    );
+    let theirs = query_table(
+        &dir.path().join("warehouse"),
+        "raw.orders",
+        "SELECT customer_id, count(*) FROM t WHERE order_ts < TIMESTAMP '2025-03-02T00:00:00Z' GROUP BY customer_id ORDER BY customer_id",
+    );
+    let ours: Vec<(i64, i64)> = i64s(&ours, 0)
+        .into_iter()
+        .zip(i64s(&ours, 1))
+        .map(|(a, b)| (a.unwrap(), b.unwrap()))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let theirs: Vec<(i64, i64)> = i64s(&theirs, 0)
+        .into_iter()
+        .zip(i64s(&theirs, 1))
+        .map(|(a, b)| (a.unwrap(), b.unwrap()))
+        .collect();
+    assert!(!theirs.is_empty());
+    assert_eq!(ours, theirs);
+
+    // Statistics are kept with the materialization.
+    let show = nightjar(dir.path(), &["features", "show", "orders_view", "--json"]);
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    let show: Value = serde_json::from_str(&show.stdout).expect("json");
+    let m = &show["versions"][0]["materializations"][0];
+    assert_eq!(m["delta_version"], 0);
+    assert_eq!(
+        m["snapshots"].as_array().unwrap().len(),
+        expected_snapshots().len()
+    );
+    let stats = m["stats"].as_array().expect("stats");
+    assert_eq!(stats[0]["name"], "n_orders");
+    assert_eq!(stats[0]["count"], 200 * expected_snapshots().len() as u64);
+    assert_eq!(stats[0]["nulls"], 0);
+    assert!(stats[0]["max"].as_f64().unwrap() >= stats[0]["mean"].as_f64().unwrap());
+    assert_eq!(stats[0]["quantiles"].as_array().unwrap().len(), 7);
+    assert_eq!(m["inputs"][0][0], "raw.customers");
+
+    // Same definition, same inputs: up to date, nothing written.
+    let before = delta_versions_of(&location);
+    let again = run(dir.path(), &["--select", "order_features"]);
+    let written = &task(&again, "order_features")["outputs"][0];
+    assert_eq!(written["rows"], 0);
+    assert_eq!(written["reused"], true);
+    assert_eq!(delta_versions_of(&location), before);
+
+    // A comment and whitespace do not change the definition version...
+    let reformatted = format!("-- reformatted\n{}", VIEW_SQL.replace("       ", "  "));
+    std::fs::write(dir.path().join("features/orders_view.sql"), reformatted).unwrap();
+    assert_eq!(list(dir.path())["version"], version.as_str());
+    // ...a changed query does; the old version stays readable.
+    let changed = VIEW_SQL.replace(
+        "o.order_ts < {{ as_of }}",
+        "o.order_ts < {{ as_of }} AND o.amount > 50",
+    );
+    std::fs::write(dir.path().join("features/orders_view.sql"), changed).unwrap();
+    let listed = list(dir.path());
+    let new_version = listed["version"].as_str().unwrap().to_string();
+    assert_ne!(new_version, version);
+    run(dir.path(), &["--select", "order_features"]);
+    let listed = list(dir.path());
+    let mut stored: Vec<&str> = listed["stored_versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    stored.sort();
+    let mut both = vec![version.as_str(), new_version.as_str()];
+    both.sort();
+    assert_eq!(stored, both);
+    let old = query_delta(&location, "SELECT sum(n_orders) FROM t");
+    let new = query_delta(
+        &view_dir(dir.path(), &new_version),
+        "SELECT sum(n_orders) FROM t",
+    );
+    assert!(i64s(&new, 0)[0].unwrap() < i64s(&old, 0)[0].unwrap());
+}
+
+fn delta_versions_of(location: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(location.join("_delta_log"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn training_set_rows_get_the_newest_snapshot_at_or_before_their_label_time() {
+    let dir = feature_project(VIEW_SQL);
+    let state = run(dir.path(), &[]);
+    let version = list(dir.path())["version"].as_str().unwrap().to_string();
+    let read = task(&state, "training")["inputs"].clone();
+    assert!(
+        read.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r[0] == format!("features.orders_view@{version}") && r[1] == 0),
+        "the training set records the view version and Delta version it read: {read}"
+    );
+    let wh = dir.path().join("warehouse");
+    let snapshots = expected_snapshots().len() as i64;
+    // Every label is a day after a snapshot (and before the next): it sees that snapshot.
+    let rows = query_table(
+        &wh,
+        "training.orders",
+        "SELECT count(*), count(n_orders), sum(CASE WHEN n_orders = -1 THEN 1 ELSE 0 END) FROM t",
+    );
+    assert_eq!(i64s(&rows, 0)[0], Some(200 * snapshots));
+    assert_eq!(i64s(&rows, 2)[0], Some(0), "no label went without a match");
+    // Exactly the values of the snapshot 3 days before, per customer and label.
+    let training = query_table(
+        &wh,
+        "training.orders",
+        "SELECT customer_id, n_orders, to_char(label_ts - INTERVAL '1 day', '%Y-%m-%dT%H:%M:%SZ') FROM t ORDER BY 3, 1",
+    );
+    let view = query_delta(
+        &view_dir(dir.path(), &version),
+        "SELECT customer_id, n_orders, to_char(feature_ts, '%Y-%m-%dT%H:%M:%SZ') FROM t ORDER BY 3, 1",
+    );
+    assert_eq!(i64s(&training, 0), i64s(&view, 0));
+    assert_eq!(i64s(&training, 1), i64s(&view, 1));
+    assert_eq!(strings(&training, 2), strings(&view, 2));
+}
+
+#[test]
+fn labels_past_the_ttl_get_the_default() {
+    let pipeline = PIPELINE.replace("INTERVAL '1 day'", "INTERVAL '9 days'");
+    let dir = project(&[
+        ("nightjar.yaml", PROJECT_YAML),
+        ("pipelines/p.yaml", &pipeline),
+        ("features/orders_view.yaml", VIEW_YAML),
+        ("features/orders_view.sql", VIEW_SQL),
+    ]);
+    run(dir.path(), &[]);
+    let wh = dir.path().join("warehouse");
+    // 9 days after a weekly snapshot, the next one (7 days after) is the newest at or before
+    // the label, 2 days old; except after the newest snapshots, where the nearest is 9 days
+    // old, past the 8-day ttl: those rows get the default.
+    let rows = query_table(
+        &wh,
+        "training.orders",
+        "SELECT to_char(label_ts, '%Y-%m-%d'), count(*), sum(CASE WHEN n_orders = -1 THEN 1 ELSE 0 END) FROM t GROUP BY 1 ORDER BY 1",
+    );
+    let days = strings(&rows, 0);
+    assert!(i64s(&rows, 1).iter().all(|c| *c == Some(200)));
+    // A label gets the default exactly when the newest snapshot at or before it is more than
+    // the 8-day ttl old.
+    let snapshots: Vec<NaiveDate> = expected_snapshots()
+        .iter()
+        .map(|s| NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").unwrap())
+        .collect();
+    let expected: Vec<Option<i64>> = days
+        .iter()
+        .map(|d| {
+            let label = NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+            let newest = snapshots.iter().filter(|s| **s <= label).max().unwrap();
+            Some(if (label - *newest).num_days() > 8 {
+                200
+            } else {
+                0
+            })
+        })
+        .collect();
+    assert_eq!(i64s(&rows, 2), expected, "{days:?}");
+    assert!(
+        expected.contains(&Some(200)) && expected.contains(&Some(0)),
+        "both cases occur"
+    );
+}
+
+#[test]
+fn view_problems_are_reported_at_their_file_line_and_column() {
+    let dir = project(&[
+        ("nightjar.yaml", PROJECT_YAML),
+        (
+            "pipelines/p.yaml",
+            "version: 1\ntasks:\n  - id: f\n    kind: features\n    view: order_view\n",
+        ),
+        ("features/orders_view.yaml", VIEW_YAML),
+        ("features/orders_view.sql", VIEW_SQL),
+        ("features/templated.yaml", VIEW_YAML),
+        (
+            "features/templated.sql",
+            "SELECT customer_id,\n  {{ ds }} AS feature_ts\nFROM raw.customers\n",
+        ),
+        (
+            "features/broken.yaml",
+            "entity: customer_id\ntimestamp: ts\nttl: 0d\nfeatures:\n  - name: x\n    unknown: 1\n",
+        ),
+        (
+            "features/parse.yaml",
+            "entity: customer_id\ntimestamp: ts\n",
+        ),
+        (
+            "features/parse.sql",
+            "SELECT customer_id,\n  FROM FROM raw.customers\n",
+        ),
+    ]);
+    let out = nightjar(dir.path(), &["validate"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let err = &out.stderr;
+    assert!(err.contains("features/templated.sql:2:3"), "{err}");
+    assert!(err.contains("unknown template variable `ds`"), "{err}");
+    assert!(
+        err.contains("feature SQL sees only `as_of`") || err.contains("known variables: as_of"),
+        "{err}"
+    );
+    assert!(err.contains("features/broken.yaml:6:5"), "{err}");
+    assert!(err.contains("unknown field `unknown`"), "{err}");
+    assert!(err.contains("features/parse.sql:2:"), "{err}");
+    assert!(err.contains("SQL does not parse"), "{err}");
+    assert!(err.contains("pipelines/p.yaml:5:11"), "{err}");
+    assert!(err.contains("unknown feature view `order_view`"), "{err}");
+    assert!(err.contains("did you mean `orders_view`?"), "{err}");
+}
+
+#[test]
+fn a_view_with_duplicate_entities_or_a_wrong_timestamp_publishes_nothing() {
+    for (sql, expected) in [
+        (
+            "SELECT customer_id % 10 AS customer_id, {{ as_of }} AS feature_ts, 1 AS n_orders, 1.0 AS spend FROM raw.customers",
+            "appears more than once in the snapshot",
+        ),
+        (
+            "SELECT customer_id, {{ as_of }} + INTERVAL '1 day' AS feature_ts, 1 AS n_orders, 1.0 AS spend FROM raw.customers",
+            "null or different from it",
+        ),
+        (
+            "SELECT customer_id, {{ as_of }} AS feature_ts, 1 AS n_orders FROM raw.customers",
+            "declared feature `spend` is not returned by the query",
+        ),
+    ] {
+        let dir = feature_project(sql);
+        let out = nightjar(dir.path(), &["run", "p", "--ds", "2025-03-01"]);
+        assert_eq!(out.code, 1, "{sql}\n{}", out.stderr);
+        assert!(out.stderr.contains(expected), "{sql}\n{}", out.stderr);
+        assert!(out.stderr.contains("orders_view"), "{}", out.stderr);
+        let published = walk(&dir.path().join("warehouse/features"))
+            .into_iter()
+            .filter(|p| p.contains("_delta_log"))
+            .count();
+        assert_eq!(published, 0, "a failed view published nothing");
+        assert!(
+            !dir.path().join("warehouse/tables/training").exists(),
+            "nothing downstream ran"
+        );
+    }
+}
+
+/// Every file path under `dir` (none if it does not exist).
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out
+}
