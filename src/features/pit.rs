@@ -3,8 +3,9 @@
 //! within the view's ttl. No view row after the label time can match, so nothing from the
 //! future reaches a training row; a label row without a match keeps nulls (or the default).
 //!
-//! The matching is done per distinct (entity, label time) key, then joined back to the
-//! labels, so duplicate label rows stay duplicated and each one gets the same features.
+//! The matching is done per distinct (entity, label time) key (the newest matching
+//! timestamp), then joined back to the labels and to the view row at that timestamp, so
+//! duplicate label rows stay duplicated and each one gets the same features.
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ pub struct PitView<'a> {
 
 /// The query: every label column, then each view's features in view order.
 pub fn pit_query(labels: &str, label_ts: &str, views: &[PitView<'_>]) -> String {
+    let label_time = quote_ident(label_ts);
     let mut ctes = vec![format!(
         "\"__labels\" AS (SELECT * FROM {})",
         quote_table(labels)
@@ -30,66 +32,50 @@ pub fn pit_query(labels: &str, label_ts: &str, views: &[PitView<'_>]) -> String 
     let mut select = vec!["\"l\".*".to_string()];
     let mut joins = Vec::new();
     for (i, view) in views.iter().enumerate() {
-        let m = format!("__m{i}");
+        let m = format!("\"__m{i}\"");
+        let j = format!("\"__j{i}\"");
+        let ts = quote_ident(view.timestamp);
         let keys: Vec<String> = view.entity.iter().map(|c| quote_ident(c)).collect();
-        let key_list = keys.join(", ");
-        let label_time = quote_ident(label_ts);
-        let on_entity: Vec<String> = view
-            .entity
-            .iter()
-            .map(|c| format!("\"v\".{q} = \"k\".{q}", q = quote_ident(c)))
-            .collect();
+        let qualified =
+            |alias: &str| -> Vec<String> { keys.iter().map(|k| format!("{alias}.{k}")).collect() };
+        let equal = |a: &str, b: &str| -> Vec<String> {
+            keys.iter().map(|k| format!("{a}.{k} = {b}.{k}")).collect()
+        };
         let ttl = view.ttl.map_or(String::new(), |d| {
             format!(
                 " AND \"v\".{ts} >= \"k\".{label_time} - INTERVAL '{} seconds'",
-                d.as_secs(),
-                ts = quote_ident(view.timestamp)
+                d.as_secs()
             )
         });
-        let partition: Vec<String> = view
-            .entity
-            .iter()
-            .map(|c| format!("\"k\".{}", quote_ident(c)))
-            .chain([format!("\"k\".{label_time}")])
-            .collect();
-        let features: Vec<String> = view
-            .features
-            .iter()
-            .map(|(f, _)| format!("\"v\".{}", quote_ident(f)))
-            .collect();
+        // The newest matching timestamp per distinct (entity, label time): a hash aggregate
+        // over the range join, cheaper than ranking every candidate row with a window.
         ctes.push(format!(
-            "\"{m}\" AS (SELECT {k_cols}, \"k\".{label_time}, {features}, \
-             row_number() OVER (PARTITION BY {partition} ORDER BY \"v\".{ts} DESC) AS \"__rank\" \
+            "{m} AS (SELECT {k_cols}, \"k\".{label_time}, max(\"v\".{ts}) AS \"__ts\" \
              FROM (SELECT DISTINCT {key_list}, {label_time} FROM \"__labels\") AS \"k\" \
-             JOIN {view_table} AS \"v\" ON {on_entity} AND \"v\".{ts} <= \"k\".{label_time}{ttl})",
-            k_cols = keys
-                .iter()
-                .map(|k| format!("\"k\".{k}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            features = features.join(", "),
-            partition = partition.join(", "),
-            ts = quote_ident(view.timestamp),
+             JOIN {view_table} AS \"v\" ON {on_entity} AND \"v\".{ts} <= \"k\".{label_time}{ttl} \
+             GROUP BY {k_cols}, \"k\".{label_time})",
+            k_cols = qualified("\"k\"").join(", "),
+            key_list = keys.join(", "),
             view_table = quote_ident(view.table),
-            on_entity = on_entity.join(" AND "),
+            on_entity = equal("\"v\"", "\"k\"").join(" AND "),
         ));
-        let alias = format!("\"__j{i}\"");
         for (f, default) in &view.features {
-            let column = format!("{alias}.{}", quote_ident(f));
+            let column = format!("{j}.{}", quote_ident(f));
             select.push(match default {
                 Some(d) => format!("coalesce({column}, {d}) AS {}", quote_ident(f)),
                 None => format!("{column} AS {}", quote_ident(f)),
             });
         }
-        let on: Vec<String> = view
-            .entity
-            .iter()
-            .map(|c| format!("\"l\".{q} = {alias}.{q}", q = quote_ident(c)))
-            .chain([format!("\"l\".{label_time} = {alias}.{label_time}")])
-            .collect();
+        let mut on_m = equal("\"l\"", &m);
+        on_m.push(format!("\"l\".{label_time} = {m}.{label_time}"));
+        // A view version has one row per (entity, timestamp), so this finds at most one row.
+        let mut on_j = equal(&j, &m);
+        on_j.push(format!("{j}.{ts} = {m}.\"__ts\""));
         joins.push(format!(
-            "LEFT JOIN (SELECT * FROM \"{m}\" WHERE \"__rank\" = 1) AS {alias} ON {}",
-            on.join(" AND ")
+            "LEFT JOIN {m} ON {} LEFT JOIN {} AS {j} ON {}",
+            on_m.join(" AND "),
+            quote_ident(view.table),
+            on_j.join(" AND ")
         ));
     }
     format!(
