@@ -40,7 +40,13 @@ pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
         _ if expr.split_whitespace().count() == 5 => format!("0 {expr}"),
         _ => expr.to_string(),
     };
-    cron::Schedule::from_str(&normalized).map_err(|e| e.to_string())
+    // The crate's message repeats the normalized expression with a caret line; its last line
+    // says what is wrong.
+    cron::Schedule::from_str(&normalized).map_err(|e| {
+        let text = e.to_string();
+        let last = text.lines().rev().find(|l| !l.trim().is_empty());
+        last.unwrap_or(&text).trim().to_string()
+    })
 }
 
 /// An IANA timezone name (`Europe/Berlin`, `UTC`).

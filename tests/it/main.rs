@@ -4,6 +4,7 @@ mod cli_errors;
 mod contracts;
 mod demo;
 mod ingest_export;
+mod schedule;
 mod schema;
 
 use std::path::{Path, PathBuf};
