@@ -51,6 +51,9 @@ pub struct LeaseRecord {
     pub generation: u64,
     pub acquired_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Given up by its holder: free at once, whatever the clocks of other machines say.
+    #[serde(default)]
+    pub released: bool,
 }
 
 /// A lease this process holds.
@@ -126,7 +129,7 @@ pub async fn acquire(
     let now = clock.now();
     let generation = match newest(storage, &dir).await? {
         None => 0,
-        Some((_, Some(record))) if record.expires_at > now => {
+        Some((_, Some(record))) if !record.released && record.expires_at > now => {
             return Ok(Acquired::HeldBy {
                 holder: record.holder,
                 expires_at: record.expires_at,
@@ -142,6 +145,7 @@ pub async fn acquire(
         generation,
         acquired_at: now,
         expires_at: now + timing.ttl,
+        released: false,
     };
     if write(storage, &dir, &record, true).await? {
         return Ok(Acquired::Yes(Lease { dir, record }));
@@ -178,7 +182,7 @@ impl Lease {
             .is_none_or(|(g, _)| g == self.record.generation))
     }
 
-    /// Expires the lease now, so the next process need not wait for the TTL.
+    /// Gives the lease up, so the next process need not wait for the TTL.
     pub async fn release(mut self, storage: &Storage, clock: &dyn Clock) -> Result<()> {
         if newest(storage, &self.dir)
             .await?
@@ -187,6 +191,7 @@ impl Lease {
             return Ok(());
         }
         self.record.expires_at = clock.now();
+        self.record.released = true;
         write(storage, &self.dir, &self.record, false)
             .await
             .map(|_| ())

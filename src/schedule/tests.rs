@@ -450,6 +450,10 @@ async fn heartbeats_keep_a_lease_and_a_late_holder_learns_it_lost_it() {
     assert_eq!(taken.record().generation, 1);
     assert!(!held.renew(&storage, &clock, timing.ttl).await.unwrap());
     assert!(matches!(take("c").await.unwrap(), Acquired::HeldBy { holder, .. } if holder == "b"));
+    // A released lease is free at once, even to a machine whose clock is behind.
+    taken.release(&storage, &clock).await.unwrap();
+    clock.advance(Duration::seconds(-30));
+    assert!(matches!(take("c").await.unwrap(), Acquired::Yes(l) if l.record().generation == 2));
 }
 
 #[tokio::test]

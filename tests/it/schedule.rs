@@ -226,3 +226,92 @@ fn bad_cron_timezone_and_template_are_reported_at_their_lines() {
         );
     }
 }
+
+/// Starts `nightjar schedule --once` on a pipeline whose run takes a few seconds, waits until
+/// its run state says running, sends SIGTERM, and returns (exit code, stdout, stderr).
+fn sigterm_during_once(dir: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
+    use std::process::{Command, Stdio};
+    let child = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+        .arg("--project")
+        .arg(dir)
+        .args(["schedule", "--once", "--now=2025-06-02T05:00:00Z"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    crate::sigterm_once_running(&child, &dir.join("warehouse/runs/slow"));
+    let output = child.wait_with_output().expect("wait");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+const SLOW: &str = "version: 1
+schedule: \"@daily\"
+tasks:
+  - id: generate
+    kind: synthetic
+    customers: 100000
+    days: 30
+    ground_truth: false
+";
+
+#[test]
+fn sigterm_lets_the_running_interval_finish_within_the_grace_period() {
+    let dir = project(&[
+        ("nightjar.yaml", PROJECT_YAML),
+        ("pipelines/slow.yaml", SLOW),
+    ]);
+    let (code, stdout, stderr) = sigterm_during_once(dir.path(), &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("no new runs start"), "{stderr}");
+    assert!(
+        stdout.starts_with(
+            "slow ds 2025-06-01 [2025-06-01T00:00:00Z, 2025-06-02T00:00:00Z): succeeded"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(
+        runs(dir.path()),
+        vec![("2025-06-01".into(), "succeeded".into())]
+    );
+}
+
+#[test]
+fn sigterm_after_the_grace_period_cancels_and_the_next_pass_resumes_the_run() {
+    let dir = project(&[
+        ("nightjar.yaml", PROJECT_YAML),
+        ("pipelines/slow.yaml", SLOW),
+    ]);
+    let (code, stdout, stderr) = sigterm_during_once(dir.path(), &["--grace", "0s"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stdout.contains("): cancelled (run "), "{stdout}");
+    assert_eq!(
+        runs(dir.path()),
+        vec![("2025-06-01".into(), "cancelled".into())]
+    );
+    let run_id = stdout
+        .split("(run ")
+        .nth(1)
+        .unwrap()
+        .trim_end()
+        .trim_end_matches(')');
+
+    let out = ok(nightjar(
+        dir.path(),
+        &["schedule", "--once", "--now=2025-06-02T05:00:00Z"],
+    ));
+    assert!(
+        out.stdout
+            .contains(&format!("): succeeded (resumed run {run_id})")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        runs(dir.path()),
+        vec![("2025-06-01".into(), "succeeded".into())]
+    );
+}
