@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 mod contract;
 mod features;
+mod schedule;
 
 use crate::cli::{Cli, Command, ContractCommand, FeaturesCommand, RunArgs, RunsCommand};
 use crate::diag::Diagnostic;
@@ -20,6 +21,7 @@ use crate::exec::{
     self, ExecEvent, ExecOptions, ExecPlan, ExecTask, TaskError, TaskRunner, TaskStatus,
 };
 use crate::plan::{self, Plan};
+use crate::spec::template::DataInterval;
 use crate::spec::{self, LoadOptions, Project};
 use crate::stores::Storage;
 use crate::stores::runs::{self, RunState, RunStatus, TaskState, TaskStateStatus};
@@ -172,6 +174,36 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             println!("{}", crate::schema::project_schema_json());
             Ok(Exit::Success)
         }
+        Command::Schedule {
+            once,
+            list,
+            count,
+            pipelines,
+            timing,
+        } => {
+            let mode = match (*once, *list) {
+                (_, true) => schedule::Mode::List { count: *count },
+                (true, _) => schedule::Mode::Once,
+                _ => schedule::Mode::Forever,
+            };
+            schedule::schedule(&g.project, mode, pipelines, timing, g.json).await
+        }
+        Command::Backfill {
+            pipeline,
+            from,
+            to,
+            parallel,
+            rerun,
+            timing,
+        } => {
+            let args = schedule::BackfillArgs {
+                from,
+                to,
+                parallel: *parallel,
+                rerun: *rerun,
+            };
+            schedule::backfill(&g.project, pipeline, &args, timing, g.json).await
+        }
     }
 }
 
@@ -205,6 +237,7 @@ fn validate(dir: &Path, json: bool) -> Result<Exit, Failure> {
         ds: today(),
         vars: vec![],
         only_pipeline: None,
+        interval: None,
     };
     let project = load(dir, &options)?;
     let diags = plan::check_project(&project);
@@ -238,11 +271,13 @@ fn compile_for_run(
     args: &RunArgs,
     ds: NaiveDate,
     vars: Vec<(String, String)>,
+    interval: Option<DataInterval>,
 ) -> Result<(Project, Plan, Vec<bool>), Failure> {
     let options = LoadOptions {
         ds,
         vars,
         only_pipeline: Some(pipeline.to_string()),
+        interval,
     };
     let project = load(dir, &options)?;
     let plan = plan::compile(&project, pipeline).map_err(Failure::diags)?;
@@ -252,7 +287,8 @@ fn compile_for_run(
 
 fn show_plan(dir: &Path, pipeline: &str, args: &RunArgs, json: bool) -> Result<Exit, Failure> {
     let ds = parse_ds(args.ds.as_deref())?;
-    let (project, plan, mask) = compile_for_run(dir, pipeline, args, ds, parse_vars(&args.vars)?)?;
+    let (project, plan, mask) =
+        compile_for_run(dir, pipeline, args, ds, parse_vars(&args.vars)?, None)?;
     let (exec_plan, map) = to_exec_plan(&plan, &mask);
     let order = exec::topo_order(&exec_plan).map_err(|e| Failure::usage(e.to_string()))?;
     if json {
@@ -386,6 +422,7 @@ async fn run_pipeline(
             ds: today(),
             vars: vec![],
             only_pipeline: Some(pipeline.to_string()),
+            interval: None,
         };
         let project = load(dir, &options)?;
         let storage = open_storage(&project).await?;
@@ -407,12 +444,59 @@ async fn run_pipeline(
         (parse_ds(args.ds.as_deref())?, parse_vars(&args.vars)?)
     };
 
-    let (project, plan, mask) = compile_for_run(dir, pipeline, args, ds, vars.clone())?;
+    let cancel = CancellationToken::new();
+    let signal_cancel = cancel.clone();
+    let signal_task = tokio::spawn(async move {
+        exec::shutdown_signal().await;
+        eprintln!("nightjar: interrupted, cancelling running tasks");
+        signal_cancel.cancel();
+    });
+    let request = RunRequest {
+        ds,
+        interval: previous.as_ref().and_then(|s| s.data_interval),
+        vars,
+        run_id: None,
+        previous,
+    };
+    let result = execute_run(dir, pipeline, args, request, cancel, json, true).await;
+    signal_task.abort();
+    result.map(|(exit, _)| exit)
+}
+
+/// What one run is for; `previous` is the run state it resumes.
+struct RunRequest {
+    ds: NaiveDate,
+    interval: Option<DataInterval>,
+    vars: Vec<(String, String)>,
+    /// The id of a new run (default: a fresh one).
+    run_id: Option<String>,
+    previous: Option<RunState>,
+}
+
+/// Runs (or resumes) a pipeline until it ends or `cancel` fires; prints its summary if
+/// `print`. Shared by `run`, `schedule` and `backfill`.
+async fn execute_run(
+    dir: &Path,
+    pipeline: &str,
+    args: &RunArgs,
+    request: RunRequest,
+    cancel: CancellationToken,
+    json: bool,
+    print: bool,
+) -> Result<(Exit, RunState), Failure> {
+    let RunRequest {
+        ds,
+        interval,
+        vars,
+        run_id,
+        previous,
+    } = request;
+    let (project, plan, mask) = compile_for_run(dir, pipeline, args, ds, vars.clone(), interval)?;
     let storage = open_storage(&project).await?;
     let (exec_plan, map) = to_exec_plan(&plan, &mask);
-    let run_id = previous
-        .as_ref()
-        .map_or_else(runs::new_run_id, |s| s.run_id.clone());
+    let run_id = run_id
+        .or_else(|| previous.as_ref().map(|s| s.run_id.clone()))
+        .unwrap_or_else(runs::new_run_id);
 
     let pre_completed: Vec<bool> = map
         .iter()
@@ -434,6 +518,7 @@ async fn run_pipeline(
         pipeline: pipeline.to_string(),
         ds: ds.to_string(),
         vars: vars.clone(),
+        data_interval: interval,
         status: RunStatus::Running,
         started_at: previous
             .as_ref()
@@ -503,16 +588,8 @@ async fn run_pipeline(
         map: map.clone(),
     });
 
-    let cancel = CancellationToken::new();
-    let signal_cancel = cancel.clone();
-    let signal_task = tokio::spawn(async move {
-        exec::shutdown_signal().await;
-        eprintln!("nightjar: interrupted, cancelling running tasks");
-        signal_cancel.cancel();
-    });
-
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ExecEvent>();
-    let progress = Progress::new(exec_plan.tasks.len(), json);
+    let progress = Progress::new(exec_plan.tasks.len(), json || !print);
     let names: Vec<String> = exec_plan.tasks.iter().map(|t| t.name.clone()).collect();
     let state_storage = storage.clone();
     // Run state is persisted by one consumer, in event order, so writes never race.
@@ -578,7 +655,6 @@ async fn run_pipeline(
         },
     )
     .await;
-    signal_task.abort();
     let _ = consumer.await;
     let report = report.map_err(|e| Failure {
         exit: Exit::RunFailed,
@@ -628,31 +704,31 @@ async fn run_pipeline(
         .iter()
         .map(|r| r.output.as_ref().map_or(0, |o| o.rows_written()))
         .collect();
-    print_run(&state, &rows, json, false);
-    match state.status {
-        RunStatus::Succeeded => Ok(Exit::Success),
-        _ => {
-            for t in state
-                .tasks
-                .iter()
-                .filter(|t| t.status == TaskStateStatus::Failed)
-            {
-                eprintln!("error: {}", t.error.as_deref().unwrap_or("failed"));
-            }
-            eprintln!(
-                "run {} {}; resume with: nightjar run {} --resume {}",
-                state.run_id,
-                status_word(state.status),
-                state.pipeline,
-                state.run_id
-            );
-            Ok(if violated {
-                Exit::Contract
-            } else {
-                Exit::RunFailed
-            })
-        }
+    if print {
+        print_run(&state, &rows, json, false);
     }
+    let exit = match state.status {
+        RunStatus::Succeeded => Exit::Success,
+        _ if violated => Exit::Contract,
+        _ => Exit::RunFailed,
+    };
+    if print && exit != Exit::Success {
+        for t in state
+            .tasks
+            .iter()
+            .filter(|t| t.status == TaskStateStatus::Failed)
+        {
+            eprintln!("error: {}", t.error.as_deref().unwrap_or("failed"));
+        }
+        eprintln!(
+            "run {} {}; resume with: nightjar run {} --resume {}",
+            state.run_id,
+            status_word(state.status),
+            state.pipeline,
+            state.run_id
+        );
+    }
+    Ok((exit, state))
 }
 
 /// A task's contract reports as JSON, for the run state.
@@ -751,6 +827,7 @@ async fn runs_command(dir: &Path, command: &RunsCommand, json: bool) -> Result<E
         ds: today(),
         vars: vec![],
         only_pipeline: None,
+        interval: None,
     };
     let project = load(dir, &options)?;
     let storage = open_storage(&project).await?;

@@ -72,6 +72,53 @@ pub enum Command {
     },
     /// Print the JSON Schema of the project files (for editors' YAML language servers)
     Schema,
+    /// Run every pipeline that has a `schedule:` each time it falls due, until SIGTERM
+    Schedule {
+        /// Run whatever is due now, then exit (for system cron or a Kubernetes CronJob)
+        #[arg(long, conflicts_with = "list")]
+        once: bool,
+        /// Print the next fire times of the scheduled pipelines, then exit
+        #[arg(long)]
+        list: bool,
+        /// With --list: how many fire times per pipeline
+        #[arg(long, default_value_t = 1, requires = "list")]
+        count: usize,
+        /// Only this pipeline (repeatable; default: every pipeline with a `schedule:`)
+        #[arg(long = "pipeline", value_name = "PIPELINE")]
+        pipelines: Vec<String>,
+        #[command(flatten)]
+        timing: ScheduleArgs,
+    },
+    /// One run per interval of a pipeline's schedule whose ds is in [--from, --to]; intervals
+    /// that already succeeded are skipped, failed or interrupted ones resumed
+    Backfill {
+        pipeline: String,
+        /// The first ds, YYYY-MM-DD
+        #[arg(long, value_name = "DATE")]
+        from: String,
+        /// The last ds, YYYY-MM-DD (included)
+        #[arg(long, value_name = "DATE")]
+        to: String,
+        /// Intervals that may run at once
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        parallel: usize,
+        /// Run succeeded intervals again, as new runs
+        #[arg(long)]
+        rerun: bool,
+        #[command(flatten)]
+        timing: ScheduleArgs,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ScheduleArgs {
+    /// After SIGTERM or Ctrl-C no new run starts; running ones get this long to finish before
+    /// they are cancelled (a second signal cancels them at once)
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub grace: String,
+    /// Take this RFC 3339 instant as the current time (what-if checks, tests)
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

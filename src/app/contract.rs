@@ -31,6 +31,7 @@ pub(super) async fn check(dir: &Path, args: &CheckArgs<'_>, json: bool) -> Resul
             ds,
             vars: vec![],
             only_pipeline: None,
+            interval: None,
         },
     )?;
     // Relative to the project, like `--data` and like `contract:` in pipelines.

@@ -17,6 +17,7 @@ fn options() -> LoadOptions {
         ds: today(),
         vars: vec![],
         only_pipeline: None,
+        interval: None,
     }
 }
 

@@ -47,11 +47,12 @@ pub fn pit_query(labels: &str, label_ts: &str, views: &[PitView<'_>]) -> String 
                 d.as_secs()
             )
         });
-        // The newest matching timestamp per distinct (entity, label time): a hash aggregate
-        // over the range join, cheaper than ranking every candidate row with a window.
+        // The newest matching timestamp per (entity, label time): a hash aggregate over the
+        // range join, cheaper than ranking every candidate row with a window. Duplicate label
+        // rows only repeat candidates of the same group; a DISTINCT first would cost a pass.
         ctes.push(format!(
             "{m} AS (SELECT {k_cols}, \"k\".{label_time}, max(\"v\".{ts}) AS \"__ts\" \
-             FROM (SELECT DISTINCT {key_list}, {label_time} FROM \"__labels\") AS \"k\" \
+             FROM (SELECT {key_list}, {label_time} FROM \"__labels\") AS \"k\" \
              JOIN {view_table} AS \"v\" ON {on_entity} AND \"v\".{ts} <= \"k\".{label_time}{ttl} \
              GROUP BY {k_cols}, \"k\".{label_time})",
             k_cols = qualified("\"k\"").join(", "),

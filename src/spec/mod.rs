@@ -164,9 +164,25 @@ pub struct PipelineHeader {
     pub name: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
-    /// Cron expression for `nightjar schedule` (5-field crontab or 6/7-field with seconds).
+    /// When `nightjar schedule` runs this pipeline: a 5-field crontab expression
+    /// (`30 2 * * *`), the 6/7-field form with seconds (and years), or `@hourly`, `@daily`,
+    /// `@weekly`, `@monthly`, `@yearly`. Each run covers the interval from one fire time to
+    /// the next and starts at its end; `{{ ds }}` is the interval's start date.
     #[serde(default)]
     pub schedule: Option<String>,
+    /// IANA timezone the schedule is read in, e.g. `Europe/Berlin` (default `UTC`). Fire times
+    /// are wall-clock times: across a DST change each fires once, a skipped one when the
+    /// clocks jump forward, a repeated one at its first occurrence.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// After downtime: `false` (default) runs only the latest missed interval; `true` runs
+    /// every missed interval, oldest first, at most `max_catchup` of them.
+    #[serde(default)]
+    pub catchup: bool,
+    /// With `catchup: true`, the most missed intervals run after downtime (the newest ones,
+    /// oldest first); older ones are left to `nightjar backfill`. Default 30.
+    #[serde(default)]
+    pub max_catchup: Option<u32>,
     /// Params with their defaults; templates name them `{{ params.NAME }}`, `--var NAME=VALUE`
     /// overrides them.
     #[serde(default)]
@@ -453,6 +469,8 @@ pub struct LoadOptions {
     pub vars: Vec<(String, String)>,
     /// Apply `vars` only to this pipeline.
     pub only_pipeline: Option<String>,
+    /// The run's logical interval from a schedule; `None`: the UTC day of `ds`.
+    pub interval: Option<template::DataInterval>,
 }
 
 /// Reads and checks every project file; returns every problem found, not just the first.
@@ -863,15 +881,7 @@ fn load_pipeline(
         );
         ok = false;
     }
-    if let Some(schedule) = &header.schedule
-        && let Err(e) = crate::schedule::parse_cron(schedule)
-    {
-        diags.push(file.diag(
-            root.get("schedule").map_or(root.pos, |n| n.pos),
-            format!("invalid cron expression `{schedule}`: {e}"),
-        ));
-        ok = false;
-    }
+    ok &= crate::schedule::check_header(&header, &root, &file, diags);
     for name in header.params.keys() {
         if !is_identifier(name) {
             let pos = root
@@ -884,6 +894,32 @@ fn load_pipeline(
     }
 
     let mut params = header.params.clone();
+    // Param defaults may name the run's dates (`since: "{{ data_interval_start }}"`), not
+    // other params; `--var` values are taken as written.
+    let dates = TemplateVars {
+        ds: options.ds,
+        params: BTreeMap::new(),
+        interval: options.interval,
+    };
+    for (name, value) in params.iter_mut() {
+        if let ParamValue::String(text) = value {
+            match template::render(text, &dates, template::Context::Plain) {
+                Ok(rendered) => *text = rendered,
+                Err(e) => {
+                    let pos = root
+                        .get("params")
+                        .and_then(|p| p.get(name))
+                        .map_or(root.pos, |n| n.pos);
+                    let mut d = file.diag(pos, e.message);
+                    if let Some(h) = e.hint {
+                        d = d.with_hint(h);
+                    }
+                    diags.push(d);
+                    ok = false;
+                }
+            }
+        }
+    }
     let applies = options
         .only_pipeline
         .as_deref()
@@ -910,6 +946,7 @@ fn load_pipeline(
     let vars = TemplateVars {
         ds: options.ds,
         params,
+        interval: options.interval,
     };
 
     let mut tasks = Vec::new();

@@ -6,13 +6,40 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{Days, NaiveDate};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 
 /// The values templates can name for one run.
 #[derive(Debug, Clone)]
 pub struct TemplateVars {
     pub ds: NaiveDate,
     pub params: BTreeMap<String, ParamValue>,
+    /// The run's logical interval when a schedule gave it one (`nightjar schedule`,
+    /// `nightjar backfill`); `None` means the UTC day of `ds`.
+    pub interval: Option<DataInterval>,
+}
+
+/// A run's logical interval `[start, end)`: the data it is about, not when it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataInterval {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl DataInterval {
+    /// The UTC day of `ds`: the interval of a run started with `--ds`.
+    pub fn day(ds: NaiveDate) -> DataInterval {
+        let start = ds.and_time(chrono::NaiveTime::MIN).and_utc();
+        let end = ds.checked_add_days(Days::new(1)).unwrap_or(ds);
+        DataInterval {
+            start,
+            end: end.and_time(chrono::NaiveTime::MIN).and_utc(),
+        }
+    }
+}
+
+/// How interval bounds are written in templates and run state: UTC, second precision.
+pub fn format_instant(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// A pipeline param's value: what `params:` declares and `--var` overrides.
@@ -91,11 +118,8 @@ impl TemplateVars {
         Some(match name {
             "ds" => quote(ds.format("%Y-%m-%d").to_string()),
             "ds_nodash" => quote(ds.format("%Y%m%d").to_string()),
-            "data_interval_start" => quote(format!("{}T00:00:00Z", ds.format("%Y-%m-%d"))),
-            "data_interval_end" => {
-                let end = ds.checked_add_days(Days::new(1)).unwrap_or(ds);
-                quote(format!("{}T00:00:00Z", end.format("%Y-%m-%d")))
-            }
+            "data_interval_start" => quote(format_instant(self.data_interval().start)),
+            "data_interval_end" => quote(format_instant(self.data_interval().end)),
             _ => {
                 let value = self.params.get(name.strip_prefix("params.")?)?;
                 match context {
@@ -104,6 +128,10 @@ impl TemplateVars {
                 }
             }
         })
+    }
+
+    pub fn data_interval(&self) -> DataInterval {
+        self.interval.unwrap_or_else(|| DataInterval::day(self.ds))
     }
 
     fn known_names(&self) -> Vec<String> {
@@ -192,6 +220,7 @@ mod tests {
         TemplateVars {
             ds: NaiveDate::from_ymd_opt(2025, 3, 31).unwrap(),
             params,
+            interval: None,
         }
     }
 
@@ -210,6 +239,24 @@ mod tests {
             )
             .unwrap(),
             "ts < '2025-04-01T00:00:00Z' and n = 30"
+        );
+    }
+
+    #[test]
+    fn a_scheduled_interval_replaces_the_utc_day() {
+        let mut v = vars();
+        v.interval = Some(DataInterval {
+            start: "2025-03-30T01:30:00Z".parse().unwrap(),
+            end: "2025-03-31T00:30:00Z".parse().unwrap(),
+        });
+        assert_eq!(
+            render(
+                "{{ ds }} {{ data_interval_start }} {{ data_interval_end }}",
+                &v,
+                Context::Sql
+            )
+            .unwrap(),
+            "'2025-03-31' '2025-03-30T01:30:00Z' '2025-03-31T00:30:00Z'"
         );
     }
 

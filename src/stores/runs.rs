@@ -71,6 +71,10 @@ pub struct RunState {
     pub ds: String,
     /// `--var` overrides the run was started with (resume reuses them).
     pub vars: Vec<(String, String)>,
+    /// The logical interval a schedule or backfill gave the run (resume reuses it); absent
+    /// for `nightjar run`, whose interval is the UTC day of `ds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_interval: Option<crate::spec::template::DataInterval>,
     pub status: RunStatus,
     pub started_at: String,
     pub finished_at: Option<String>,

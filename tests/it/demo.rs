@@ -315,31 +315,8 @@ tasks:
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    // Wait until the run state says the task is running, then terminate.
     let runs_dir = dir.path().join("warehouse/runs/p");
-    let started = std::time::Instant::now();
-    loop {
-        let running = std::fs::read_dir(&runs_dir)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok())
-            .and_then(|e| std::fs::read_to_string(e.path()).ok())
-            .is_some_and(|t| t.contains("\"running\""));
-        if running {
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "the task never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    // The shell's builtin kill: a fresh machine need not have procps installed.
-    let status = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    crate::sigterm_once_running(&child, &runs_dir);
     let output = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");

@@ -5,6 +5,7 @@ mod contracts;
 mod demo;
 mod features;
 mod ingest_export;
+mod schedule;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -193,4 +194,31 @@ pub fn delta_versions(warehouse: &Path, table: &str) -> Vec<u64> {
         .unwrap_or_default();
     versions.sort();
     versions
+}
+
+/// Waits (polling, at most 60 s) until a run state under `runs_dir` says `running`, then sends
+/// the child SIGTERM with the shell's builtin kill (a fresh machine need not have procps).
+pub fn sigterm_once_running(child: &std::process::Child, runs_dir: &Path) {
+    let started = std::time::Instant::now();
+    loop {
+        let running = std::fs::read_dir(runs_dir)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .and_then(|e| std::fs::read_to_string(e.path()).ok())
+            .is_some_and(|t| t.contains("\"running\""));
+        if running {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status()
+        .expect("kill");
+    assert!(status.success());
 }
