@@ -17,6 +17,8 @@ use deltalake_core::protocol::SaveMode;
 use futures::StreamExt;
 use object_store::prefix::PrefixStore;
 
+use sha2::Digest as _;
+
 use super::{Result, Storage, StoreError};
 use crate::spec::is_table_name;
 
@@ -46,6 +48,17 @@ pub struct Written {
     /// True when this run had already published this version (re-run of a finished write).
     #[serde(default)]
     pub reused: bool,
+}
+
+/// What lineage records about one table version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFacts {
+    /// `(column, Arrow type)` in table order.
+    pub columns: Vec<(String, String)>,
+    pub size_bytes: u64,
+    pub files: u64,
+    /// sha256 over the sorted `path\tsize` lines of the version's data files.
+    pub fingerprint: String,
 }
 
 #[derive(Clone, Debug)]
@@ -242,6 +255,45 @@ impl Tables {
             version: version as i64,
             rows,
             reused: false,
+        })
+    }
+
+    /// Columns, size, file count and a fingerprint of one version, for lineage events.
+    pub async fn describe(&self, name: &str, version: i64) -> Result<TableFacts> {
+        let delta_err = |source| StoreError::Delta {
+            table: name.to_string(),
+            source,
+        };
+        let mut table = DeltaTable::new(self.log_store(name)?);
+        table
+            .load_version(version.max(0) as u64)
+            .await
+            .map_err(delta_err)?;
+        let state = table.snapshot().map_err(delta_err)?;
+        let columns = state
+            .snapshot()
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect();
+        let mut files: Vec<(String, u64)> = state
+            .log_data()
+            .iter()
+            .map(|f| (f.path().into_owned(), f.size().max(0) as u64))
+            .collect();
+        files.sort();
+        // The data files make the version: same paths and sizes, same rows (Delta files are
+        // immutable and named uniquely).
+        let mut hasher = sha2::Sha256::new();
+        for (path, size) in &files {
+            sha2::Digest::update(&mut hasher, format!("{path}\t{size}\n").as_bytes());
+        }
+        Ok(TableFacts {
+            columns,
+            size_bytes: files.iter().map(|(_, s)| s).sum(),
+            files: files.len() as u64,
+            fingerprint: hex::encode(sha2::Digest::finalize(hasher)),
         })
     }
 
