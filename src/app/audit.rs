@@ -85,13 +85,12 @@ pub(super) async fn command(
 }
 
 async fn verify(project: &Project, storage: &Storage, json: bool) -> Result<Exit, Failure> {
-    let mut heads = log::recorded_heads(storage, "head ")
+    let mut heads = log::recorded_heads(storage, false)
         .await
         .map_err(store_failure)?;
     if let Some(witness) = open_witness(project).await? {
-        let label = format!("witness {} ", witness.display());
         heads.extend(
-            log::recorded_heads(&witness, &label)
+            log::recorded_heads(&witness, true)
                 .await
                 .map_err(store_failure)?,
         );

@@ -77,11 +77,20 @@ impl Forwarder {
                     return stats;
                 }
             };
+            // After an event fails every attempt, the endpoint is taken to be down: later
+            // events get one attempt each until one succeeds, so a dead endpoint costs a run
+            // little time.
+            let mut healthy = true;
             while let Some(event) = rx.recv().await {
-                match send(&client, &endpoint, &event).await {
-                    Ok(()) => stats.sent += 1,
+                let attempts = if healthy { ATTEMPTS } else { 1 };
+                match send(&client, &endpoint, &event, attempts).await {
+                    Ok(()) => {
+                        stats.sent += 1;
+                        healthy = true;
+                    }
                     Err(e) => {
                         stats.failed += 1;
+                        healthy = false;
                         tracing::warn!(url = %endpoint.url, "OpenLineage event not forwarded (it is in the local audit log): {e}");
                     }
                 }
@@ -117,11 +126,16 @@ impl Forwarder {
     }
 }
 
-async fn send(client: &reqwest::Client, endpoint: &Endpoint, event: &Value) -> Result<(), String> {
+async fn send(
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    event: &Value,
+    attempts: u32,
+) -> Result<(), String> {
     let body = serde_json::to_vec(event).map_err(|e| e.to_string())?;
     let mut delay = FIRST_BACKOFF;
     let mut last = String::new();
-    for attempt in 1..=ATTEMPTS {
+    for attempt in 1..=attempts {
         let mut request = client
             .post(&endpoint.url)
             .header("content-type", "application/json")
@@ -141,10 +155,10 @@ async fn send(client: &reqwest::Client, endpoint: &Endpoint, event: &Value) -> R
             Ok(response) => last = format!("HTTP {}", response.status()),
             Err(e) => last = e.without_url().to_string(),
         }
-        if attempt < ATTEMPTS {
+        if attempt < attempts {
             tokio::time::sleep(delay).await;
             delay *= 2;
         }
     }
-    Err(format!("{last} after {ATTEMPTS} attempts"))
+    Err(format!("{last} after {attempts} attempt(s)"))
 }

@@ -249,7 +249,7 @@ pub async fn read_all(storage: &Storage) -> Result<Vec<Segment>> {
 /// A head recorded outside the chain, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedHead {
-    /// `audit/head/000000000007.json`, `witness …/head/….json` or `run <run_id>`.
+    /// ``head `audit/head/000000000007.json` ``, ``witness `<url>` `` or ``run <run_id> (…)``.
     pub source: String,
     pub head: ChainHead,
 }
@@ -272,8 +272,9 @@ impl VerifyReport {
     }
 }
 
-/// The heads recorded under `audit/head/` of a store (the root's own, or a witness).
-pub async fn recorded_heads(storage: &Storage, label: &str) -> Result<Vec<RecordedHead>> {
+/// The heads recorded under `audit/head/` of a store: the root's own, or a witness's (named
+/// by full URL, since it is somewhere else).
+pub async fn recorded_heads(storage: &Storage, witness: bool) -> Result<Vec<RecordedHead>> {
     let mut heads = Vec::new();
     for path in storage.list(HEAD_DIR).await? {
         if sequence_of(&path, HEAD_DIR).is_none() {
@@ -287,10 +288,12 @@ pub async fn recorded_heads(storage: &Storage, label: &str) -> Result<Vec<Record
                 path: path.clone(),
                 source,
             })?;
-        heads.push(RecordedHead {
-            source: format!("{label}{path}"),
-            head,
-        });
+        let source = if witness {
+            format!("witness `{}`", storage.url_of(&path))
+        } else {
+            format!("head `{path}`")
+        };
+        heads.push(RecordedHead { source, head });
     }
     Ok(heads)
 }
@@ -441,7 +444,7 @@ mod tests {
         let second = read_segment(&storage, 2).await.unwrap().unwrap();
         assert_eq!(second.previous_hash, a.hash);
         assert_eq!(second.computed_hash(), b.hash);
-        let heads = recorded_heads(&storage, "").await.unwrap();
+        let heads = recorded_heads(&storage, false).await.unwrap();
         assert_eq!(heads.len(), 2);
         let report = verify(&storage, &heads).await.unwrap();
         assert_eq!(report.problems, Vec::<String>::new());
@@ -462,6 +465,45 @@ mod tests {
         let report = verify(&storage, &[]).await.unwrap();
         assert!(report.ok(), "{:?}", report.problems);
         assert_eq!(report.events, 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_never_fork_or_lose_events() {
+        let storage = memory("audit-concurrent").await;
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let storage = storage.clone();
+                tokio::spawn(async move {
+                    let mut log = AuditLog::new(storage, None);
+                    for n in 0..10 {
+                        log.append(vec![serde_json::json!({"writer": w, "n": n})])
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        let report = verify(&storage, &recorded_heads(&storage, false).await.unwrap())
+            .await
+            .unwrap();
+        assert!(report.ok(), "{:?}", report.problems);
+        assert_eq!(
+            (report.segments, report.events, report.heads_checked),
+            (80, 80, 80)
+        );
+        let mut seen: Vec<(u64, u64)> = read_all(&storage)
+            .await
+            .unwrap()
+            .iter()
+            .flat_map(|s| s.events.iter())
+            .map(|e| (e["writer"].as_u64().unwrap(), e["n"].as_u64().unwrap()))
+            .collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 80);
     }
 
     #[tokio::test]
