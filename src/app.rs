@@ -364,11 +364,12 @@ impl TaskRunner for Runner {
             task,
             cancel,
         };
-        // Lineage around every task kind alike: START before the first attempt does anything,
-        // COMPLETE before the executor (and so any dependent) sees the task done.
+        // Lineage around every task kind alike: START queued before the first attempt does
+        // anything, COMPLETE durable (with the START) before the executor, and so any
+        // dependent, sees the task done.
         let audit_error = |e| cx.fail(format!("cannot write to the audit log: {e}"), true);
         if attempt == 1 {
-            self.audit.task_started(task).await.map_err(audit_error)?;
+            self.audit.task_started(task).map_err(audit_error)?;
         }
         let output = tasks::run(&cx).await?;
         self.audit

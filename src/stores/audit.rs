@@ -22,10 +22,10 @@
 //! overwritten, so the chain never forks and no event is lost.
 //!
 //! Why heads outside the chain: a chain checks its own links but cannot notice that its newest
-//! segments are gone. Every append also writes `audit/head/<sequence>.json` (put-if-absent,
-//! versioned by sequence, so no compare-and-swap is needed on stores without it) and the same
-//! record to the witness store if one is configured; the run state keeps the head its run
-//! reached. `verify` checks every such record against the chain.
+//! segments are gone. At the end of each run the writer records the head it reached in
+//! `audit/head/<sequence>.json` (put-if-absent, versioned by sequence, so no compare-and-swap
+//! is needed on stores without it), in the witness store if one is configured, and in the run
+//! state. `verify` checks every such record against the chain.
 
 use std::collections::BTreeMap;
 
@@ -162,7 +162,6 @@ impl AuditLog {
                 .await?
             {
                 let head = segment.head();
-                self.record_head(&head).await?;
                 self.tip = Some(head.clone());
                 return Ok(head);
             }
@@ -179,7 +178,10 @@ impl AuditLog {
         }
     }
 
-    async fn record_head(&self, head: &ChainHead) -> Result<()> {
+    /// Records `head` outside the chain: `audit/head/<sequence>.json` and the witness. Called
+    /// once per run (at its end) rather than per segment: every object created costs, and the
+    /// run state records the same head.
+    pub async fn record_head(&self, head: &ChainHead) -> Result<()> {
         write_head(&self.storage, head).await?;
         if let Some(witness) = &self.witness {
             write_head(witness, head).await?;
@@ -439,7 +441,9 @@ mod tests {
         let storage = memory("audit-chain").await;
         let mut log = AuditLog::new(storage.clone(), None);
         let a = log.append(vec![serde_json::json!({"n": 1})]).await.unwrap();
+        log.record_head(&a).await.unwrap();
         let b = log.append(vec![serde_json::json!({"n": 2})]).await.unwrap();
+        log.record_head(&b).await.unwrap();
         assert_eq!((a.sequence, b.sequence), (1, 2));
         let second = read_segment(&storage, 2).await.unwrap().unwrap();
         assert_eq!(second.previous_hash, a.hash);
@@ -476,9 +480,11 @@ mod tests {
                 tokio::spawn(async move {
                     let mut log = AuditLog::new(storage, None);
                     for n in 0..10 {
-                        log.append(vec![serde_json::json!({"writer": w, "n": n})])
+                        let head = log
+                            .append(vec![serde_json::json!({"writer": w, "n": n})])
                             .await
                             .unwrap();
+                        log.record_head(&head).await.unwrap();
                     }
                 })
             })

@@ -17,7 +17,7 @@ use deltalake_core::protocol::SaveMode;
 use futures::StreamExt;
 use object_store::prefix::PrefixStore;
 
-use sha2::Digest as _;
+use sha2::Digest;
 
 use super::{Result, Storage, StoreError};
 use crate::spec::is_table_name;
@@ -48,6 +48,10 @@ pub struct Written {
     /// True when this run had already published this version (re-run of a finished write).
     #[serde(default)]
     pub reused: bool,
+    /// Columns, size and fingerprint, known for free right after a commit (lineage events use
+    /// them; not kept in the run state).
+    #[serde(skip)]
+    pub facts: Option<TableFacts>,
 }
 
 /// What lineage records about one table version.
@@ -174,6 +178,7 @@ impl Tables {
                     version,
                     rows,
                     reused: true,
+                    facts: None,
                 }));
             }
         }
@@ -250,11 +255,13 @@ impl Tables {
             Some(Ok(info)) => info.operation_metrics_rows().unwrap_or_default(),
             _ => 0,
         };
+        let facts = table.snapshot().ok().map(facts_of);
         Ok(Written {
             table: name.to_string(),
             version: version as i64,
             rows,
             reused: false,
+            facts,
         })
     }
 
@@ -269,32 +276,7 @@ impl Tables {
             .load_version(version.max(0) as u64)
             .await
             .map_err(delta_err)?;
-        let state = table.snapshot().map_err(delta_err)?;
-        let columns = state
-            .snapshot()
-            .arrow_schema()
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), f.data_type().to_string()))
-            .collect();
-        let mut files: Vec<(String, u64)> = state
-            .log_data()
-            .iter()
-            .map(|f| (f.path().into_owned(), f.size().max(0) as u64))
-            .collect();
-        files.sort();
-        // The data files make the version: same paths and sizes, same rows (Delta files are
-        // immutable and named uniquely).
-        let mut hasher = sha2::Sha256::new();
-        for (path, size) in &files {
-            sha2::Digest::update(&mut hasher, format!("{path}\t{size}\n").as_bytes());
-        }
-        Ok(TableFacts {
-            columns,
-            size_bytes: files.iter().map(|(_, s)| s).sum(),
-            files: files.len() as u64,
-            fingerprint: hex::encode(sha2::Digest::finalize(hasher)),
-        })
+        Ok(facts_of(table.snapshot().map_err(delta_err)?))
     }
 
     /// Names of every table under the root (`zone.name`), sorted.
@@ -313,6 +295,35 @@ impl Tables {
             .collect();
         names.dedup();
         Ok(names)
+    }
+}
+
+/// What lineage records about a loaded version (no IO: the snapshot has the file list).
+fn facts_of(state: &deltalake_core::table::state::DeltaTableState) -> TableFacts {
+    let columns = state
+        .snapshot()
+        .arrow_schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect();
+    let mut files: Vec<(String, u64)> = state
+        .log_data()
+        .iter()
+        .map(|f| (f.path().into_owned(), f.size().max(0) as u64))
+        .collect();
+    files.sort();
+    // The data files make the version: same paths and sizes, same rows (Delta files are
+    // immutable and named uniquely).
+    let mut hasher = sha2::Sha256::new();
+    for (path, size) in &files {
+        hasher.update(format!("{path}\t{size}\n").as_bytes());
+    }
+    TableFacts {
+        columns,
+        size_bytes: files.iter().map(|(_, s)| s).sum(),
+        files: files.len() as u64,
+        fingerprint: hex::encode(hasher.finalize()),
     }
 }
 
