@@ -10,10 +10,13 @@ use std::time::SystemTime;
 use chrono::NaiveDate;
 use tokio_util::sync::CancellationToken;
 
+mod audit;
 mod contract;
 mod features;
 mod schedule;
 
+use crate::audit::RunAudit;
+use crate::audit::event::EventType;
 use crate::cli::{Cli, Command, ContractCommand, FeaturesCommand, RunArgs, RunsCommand};
 use crate::diag::Diagnostic;
 use crate::engine::Engine;
@@ -204,6 +207,14 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             };
             schedule::backfill(&g.project, pipeline, &args, timing, g.json).await
         }
+        Command::Audit { command } => audit::command(&g.project, command, g.json).await,
+        Command::Lineage {
+            name,
+            upstream: _,
+            downstream,
+            depth,
+            format,
+        } => audit::lineage(&g.project, name, *downstream, *depth, *format, g.json).await,
     }
 }
 
@@ -374,6 +385,7 @@ struct Runner {
     ctx: Arc<RunContext>,
     plan: Arc<Plan>,
     map: Vec<usize>,
+    audit: Arc<RunAudit>,
 }
 
 #[async_trait::async_trait]
@@ -393,7 +405,19 @@ impl TaskRunner for Runner {
             task,
             cancel,
         };
-        tasks::run(&cx).await
+        // Lineage around every task kind alike: START queued before the first attempt does
+        // anything, COMPLETE durable (with the START) before the executor, and so any
+        // dependent, sees the task done.
+        let audit_error = |e| cx.fail(format!("cannot write to the audit log: {e}"), true);
+        if attempt == 1 {
+            self.audit.task_started(task).map_err(audit_error)?;
+        }
+        let output = tasks::run(&cx).await?;
+        self.audit
+            .task_completed(&self.ctx, task, &output)
+            .await
+            .map_err(audit_error)?;
+        Ok(output)
     }
 }
 
@@ -557,6 +581,7 @@ async fn execute_run(
             })
             .collect(),
         nightjar_version: env!("CARGO_PKG_VERSION").to_string(),
+        audit_head: None,
     };
     runs::save(&storage, &state)
         .await
@@ -582,10 +607,20 @@ async fn execute_run(
     });
     let run_ctx = ctx.clone();
     let plan = Arc::new(plan);
+    let audit = Arc::new(audit::start_run_audit(&project, &storage, pipeline, &run_id, ds).await?);
+    audit
+        .pipeline_event(EventType::Start, None)
+        .await
+        .map_err(|e| Failure {
+            exit: Exit::RunFailed,
+            message: format!("cannot write to the audit log: {e}"),
+            diagnostics: vec![],
+        })?;
     let runner = Arc::new(Runner {
         ctx,
         plan: plan.clone(),
         map: map.clone(),
+        audit: audit.clone(),
     });
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ExecEvent>();
@@ -595,6 +630,7 @@ async fn execute_run(
     // Run state is persisted by one consumer, in event order, so writes never race.
     let mut consumer_state = state.clone();
     let consumer_ctx = run_ctx.clone();
+    let (consumer_audit, consumer_plan, consumer_map) = (audit.clone(), plan.clone(), map.clone());
     let consumer = tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             // Apply every event already queued, then save once: with hundreds of short tasks,
@@ -633,6 +669,15 @@ async fn execute_run(
                             t.checks = check_values(&consumer_ctx, &names[*task_idx]);
                         }
                         progress.finished(&names[*task_idx], *status);
+                        // FAIL/ABORT here, where every final status arrives, also for timeouts
+                        // and panics that never return to the runner.
+                        let task = &consumer_plan.tasks[consumer_map[*task_idx]];
+                        if let Err(e) = consumer_audit
+                            .task_ended(&consumer_ctx, task, *status, *attempts, error.as_deref())
+                            .await
+                        {
+                            tracing::error!(task = %task.id, "cannot write the task's lineage event to the audit log: {e}");
+                        }
                     }
                 }
                 next = rx.try_recv().ok();
@@ -693,6 +738,33 @@ async fn execute_run(
         RunStatus::Failed
     };
     state.finished_at = Some(rfc3339(SystemTime::now()));
+    // The run's own last event, before the run state says how it ended (DESIGN: events are
+    // written before the run reports success).
+    let (event_type, run_error) = match state.status {
+        RunStatus::Succeeded => (EventType::Complete, None),
+        RunStatus::Cancelled => (EventType::Abort, Some("run cancelled".to_string())),
+        _ => (
+            EventType::Fail,
+            Some(format!(
+                "{} of {} tasks did not succeed",
+                state
+                    .tasks
+                    .iter()
+                    .filter(|t| !matches!(
+                        t.status,
+                        TaskStateStatus::Succeeded | TaskStateStatus::Skipped
+                    ))
+                    .count(),
+                state.tasks.len()
+            )),
+        ),
+    };
+    let audit_result = audit.pipeline_event(event_type, run_error.as_deref()).await;
+    state.audit_head = audit.close().await;
+    if let Err(e) = &audit_result {
+        state.status = RunStatus::Failed;
+        eprintln!("error: cannot write the run's lineage event to the audit log: {e}");
+    }
     runs::save(&storage, &state).await.map_err(|e| Failure {
         exit: Exit::RunFailed,
         message: format!("cannot write run state: {e}"),

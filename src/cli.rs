@@ -108,6 +108,28 @@ pub enum Command {
         #[command(flatten)]
         timing: ScheduleArgs,
     },
+    /// The audit log of OpenLineage events: verify its hash chain, list its events
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Where a dataset (a table, `zone.name`) came from or what it feeds, from the audit log
+    Lineage {
+        /// The dataset, e.g. `staging.customer_activity`
+        name: String,
+        /// Datasets it was derived from (the default)
+        #[arg(long, conflicts_with = "downstream")]
+        upstream: bool,
+        /// Datasets derived from it
+        #[arg(long)]
+        downstream: bool,
+        /// At most this many steps away (default: all)
+        #[arg(long, value_name = "N")]
+        depth: Option<usize>,
+        /// Output format (`--json` is `--format json`)
+        #[arg(long, value_enum, default_value_t = LineageFormat::Text)]
+        format: LineageFormat,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -131,6 +153,30 @@ pub enum FeaturesCommand {
         /// The view name (the file name under features/, without .yaml)
         view: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain and check it against every recorded head; exit 1 and name the
+    /// first broken link on any edit, deletion, insertion, reordering or truncation
+    Verify,
+    /// The events of the log, oldest first
+    Log {
+        /// Only events at or after this time (RFC 3339, or YYYY-MM-DD for midnight UTC)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only events of this run (nightjar run id, or an OpenLineage runId)
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LineageFormat {
+    Text,
+    Json,
+    Dot,
+    Mermaid,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,12 +10,15 @@
 //!                                                            │
 //!                  tasks: synthetic · ingest · sql · export  (engine: the one session factory)
 //!                                                            │
-//!  stores (the only IO): object stores by URL · Delta tables · run state
+//!  stores (the only IO): object stores by URL · Delta tables · run state · audit log
+//!                                                            │
+//!  audit: OpenLineage events per task (one hook around every task), lineage queries
 //! ```
 //!
 //! Code map: see README.md.
 
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod contracts;
 pub mod diag;

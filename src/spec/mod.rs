@@ -46,6 +46,20 @@ pub struct ProjectConfig {
     /// Defaults for every task of every pipeline.
     #[serde(default)]
     pub defaults: TaskDefaults,
+    /// The audit log (`audit/` under the storage root).
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// A second place that receives every audit chain head (sequence and hash), outside the
+    /// storage root, so `nightjar audit verify` can tell when the newest segments were deleted:
+    /// a directory path or object-store URL that only the audit writer may write to, e.g.
+    /// `s3://audit-witness/nightjar_demo`. Relative paths are relative to the project.
+    #[serde(default)]
+    pub witness: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]

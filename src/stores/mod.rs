@@ -1,8 +1,10 @@
-//! The only IO boundary: object stores by URL scheme, Delta tables, and run state.
+//! The only IO boundary: object stores by URL scheme, Delta tables, run state and the audit
+//! log.
 //!
 //! Architecture invariant: nothing outside `stores` (and the DataFusion session that
 //! `engine` hands the same object stores to) reads or writes the storage root.
 
+pub mod audit;
 pub mod object;
 pub mod runs;
 pub mod tables;

@@ -81,6 +81,10 @@ pub struct RunState {
     /// Tasks selected for this run, in plan order.
     pub tasks: Vec<TaskState>,
     pub nightjar_version: String,
+    /// The audit chain head this run's last event reached: one of the records outside the
+    /// chain that `nightjar audit verify` checks it against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<super::audit::ChainHead>,
 }
 
 impl RunState {

@@ -17,6 +17,8 @@ use deltalake_core::protocol::SaveMode;
 use futures::StreamExt;
 use object_store::prefix::PrefixStore;
 
+use sha2::Digest;
+
 use super::{Result, Storage, StoreError};
 use crate::spec::is_table_name;
 
@@ -56,6 +58,21 @@ pub struct Written {
     /// True when this run had already published this version (re-run of a finished write).
     #[serde(default)]
     pub reused: bool,
+    /// Columns, size and fingerprint, known for free right after a commit (lineage events use
+    /// them; not kept in the run state).
+    #[serde(skip)]
+    pub facts: Option<TableFacts>,
+}
+
+/// What lineage records about one table version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFacts {
+    /// `(column, Arrow type)` in table order.
+    pub columns: Vec<(String, String)>,
+    pub size_bytes: u64,
+    pub files: u64,
+    /// sha256 over the sorted `path\tsize` lines of the version's data files.
+    pub fingerprint: String,
 }
 
 #[derive(Clone, Debug)]
@@ -158,6 +175,7 @@ impl Tables {
                     version: c.version,
                     rows: c.rows,
                     reused: true,
+                    facts: None,
                 })
         }))
     }
@@ -293,12 +311,28 @@ impl Tables {
             Some(Ok(info)) => info.operation_metrics_rows().unwrap_or_default(),
             _ => 0,
         };
+        let facts = table.snapshot().ok().map(facts_of);
         Ok(Written {
             table: name.to_string(),
             version: version as i64,
             rows,
             reused: false,
+            facts,
         })
+    }
+
+    /// Columns, size, file count and a fingerprint of one version, for lineage events.
+    pub async fn describe(&self, name: &str, version: i64) -> Result<TableFacts> {
+        let delta_err = |source| StoreError::Delta {
+            table: name.to_string(),
+            source,
+        };
+        let mut table = DeltaTable::new(self.log_store(name)?);
+        table
+            .load_version(version.max(0) as u64)
+            .await
+            .map_err(delta_err)?;
+        Ok(facts_of(table.snapshot().map_err(delta_err)?))
     }
 
     /// Names of every table under the root (`zone.name`), sorted.
@@ -332,6 +366,35 @@ fn feature_table_parts(name: &str) -> Option<(&str, &str)> {
         && !version.is_empty()
         && version.chars().all(|c| c.is_ascii_alphanumeric()))
     .then_some((view, version))
+}
+
+/// What lineage records about a loaded version (no IO: the snapshot has the file list).
+fn facts_of(state: &deltalake_core::table::state::DeltaTableState) -> TableFacts {
+    let columns = state
+        .snapshot()
+        .arrow_schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect();
+    let mut files: Vec<(String, u64)> = state
+        .log_data()
+        .iter()
+        .map(|f| (f.path().into_owned(), f.size().max(0) as u64))
+        .collect();
+    files.sort();
+    // The data files make the version: same paths and sizes, same rows (Delta files are
+    // immutable and named uniquely).
+    let mut hasher = sha2::Sha256::new();
+    for (path, size) in &files {
+        hasher.update(format!("{path}\t{size}\n").as_bytes());
+    }
+    TableFacts {
+        columns,
+        size_bytes: files.iter().map(|(_, s)| s).sum(),
+        files: files.len() as u64,
+        fingerprint: hex::encode(hasher.finalize()),
+    }
 }
 
 /// Rows added by a commit, from the operation metrics delta-rs writes into commitInfo.

@@ -97,6 +97,7 @@ impl FeaturesTask {
                     version: latest,
                     rows: 0,
                     reused: true,
+                    facts: None,
                 }],
                 read,
                 exported: vec![],

@@ -117,6 +117,14 @@ impl TaskKind {
         }
     }
 
+    /// The query a task runs, for lineage (`None` for kinds that run none).
+    pub fn query(&self) -> Option<&str> {
+        match self {
+            TaskKind::Sql(t) => t.resolved.as_ref().map(|r| r.text.as_str()),
+            _ => None,
+        }
+    }
+
     /// Tables this task reads (inferred from SQL for `sql`).
     pub fn inputs(&self) -> Vec<String> {
         match self {

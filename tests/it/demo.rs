@@ -337,4 +337,27 @@ tasks:
     let saved: serde_json::Value = serde_json::from_str(&saved).expect("json");
     assert_eq!(saved["status"], "cancelled");
     assert_eq!(saved["tasks"][0]["status"], "cancelled");
+
+    // The audit log says so too: the task and the run were aborted, in valid OpenLineage.
+    let log = nightjar(dir.path(), &["audit", "log", "--json"]);
+    let events: Vec<serde_json::Value> = serde_json::from_str(&log.stdout).expect("events");
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["eventType"].as_str().unwrap_or_default(),
+                e["job"]["name"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("START", "p"),
+            ("START", "p.generate"),
+            ("ABORT", "p.generate"),
+            ("ABORT", "p")
+        ]
+    );
+    crate::audit::assert_valid_openlineage(&events);
 }

@@ -1,5 +1,6 @@
 //! The one integration-test binary: drives the real `nightjar` CLI on temp projects.
 
+mod audit;
 mod cli_errors;
 mod contracts;
 mod demo;
@@ -56,12 +57,22 @@ pub fn normalize(text: &str, dir: &Path) -> String {
 }
 
 pub fn nightjar(dir: &Path, args: &[&str]) -> Out {
+    nightjar_env(dir, args, &[])
+}
+
+/// `nightjar` with extra environment variables (the run's own OpenLineage settings are
+/// cleared first, so a developer's `OPENLINEAGE_URL` never reaches a test).
+pub fn nightjar_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
     let output = Command::new(env!("CARGO_BIN_EXE_nightjar"))
         .arg("--project")
         .arg(dir)
         .args(args)
         .env("NO_COLOR", "1")
         .env_remove("NIGHTJAR_LOG")
+        .env_remove("OPENLINEAGE_URL")
+        .env_remove("OPENLINEAGE_ENDPOINT")
+        .env_remove("OPENLINEAGE_API_KEY")
+        .envs(env.iter().copied())
         .output()
         .expect("run nightjar");
     Out {
