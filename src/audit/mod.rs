@@ -291,6 +291,15 @@ fn named(tables: &[String]) -> Vec<DatasetFacts> {
 
 /// The facts of `name` in `list`, added if missing (a task may report more than it declared).
 fn facts_mut<'a>(list: &'a mut Vec<DatasetFacts>, name: &str) -> &'a mut DatasetFacts {
+    // A feature view is declared as `features.<view>` and reported as the version it wrote or
+    // read, `features.<view>@<version>`: the versioned name replaces the declared one.
+    if let Some((declared, _)) = name.split_once('@')
+        && let Some(d) = list
+            .iter_mut()
+            .find(|d| d.namespace.is_none() && d.name == declared)
+    {
+        d.name = name.to_string();
+    }
     let idx = match list
         .iter()
         .position(|d| d.namespace.is_none() && d.name == name)

@@ -273,6 +273,30 @@ fn training_set_rows_get_the_newest_snapshot_at_or_before_their_label_time() {
             .any(|r| r[0] == format!("features.orders_view@{version}") && r[1] == 0),
         "the training set records the view version and Delta version it read: {read}"
     );
+    // The audit lineage runs from the training set through the view version to the raw tables.
+    let lineage = nightjar(
+        dir.path(),
+        &[
+            "lineage",
+            "training.orders",
+            "--upstream",
+            "--format",
+            "text",
+        ],
+    );
+    assert_eq!(lineage.code, 0, "{}", lineage.stderr);
+    let versioned = format!("features.orders_view@{version} v0");
+    assert!(lineage.stdout.contains(&versioned), "{}", lineage.stdout);
+    assert!(
+        !lineage.stdout.contains("features.orders_view "),
+        "{}",
+        lineage.stdout
+    );
+    assert!(
+        lineage.stdout.contains("raw.orders v0"),
+        "{}",
+        lineage.stdout
+    );
     let wh = dir.path().join("warehouse");
     let snapshots = expected_snapshots().len() as i64;
     // Every label is a day after a snapshot (and before the next): it sees that snapshot.
