@@ -92,6 +92,9 @@ pub struct DatasetFacts {
     pub fingerprint: Option<String>,
     /// The version was published by an earlier attempt of this run.
     pub reused: bool,
+    /// A source file: its ETag and last-modified time as the store reported them.
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
     pub checks: Vec<CheckFacts>,
 }
 
@@ -320,6 +323,16 @@ fn dataset(run: &RunInfo, d: &DatasetFacts, output: bool) -> Value {
     }
     if let Some(fp) = &d.fingerprint {
         nightjar.insert("fingerprint".into(), json!(fp));
+    }
+    if let Some(modified) = &d.last_modified {
+        // A source file: what the object store said of it when the ingest listed it.
+        nightjar.insert("lastModified".into(), json!(modified));
+        if let Some(etag) = &d.etag {
+            nightjar.insert("etag".into(), json!(etag));
+        }
+        if let Some(size) = d.size_bytes {
+            nightjar.insert("sizeBytes".into(), json!(size));
+        }
     }
     if !d.checks.is_empty() {
         let contracts: Vec<Value> = d

@@ -39,6 +39,13 @@ pub struct Node {
     /// `id version: passed|violated` for each contract checked on that write.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub contracts: Vec<String>,
+    /// A source file an ingest read: its size, ETag and last-modified time then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -113,6 +120,24 @@ impl Graph {
                     namespace: namespace.clone(),
                     ..Default::default()
                 });
+            }
+            for d in e
+                .get("inputs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let facet = d.pointer("/facets/nightjar");
+                let modified = facet.and_then(|f| str_at(f, "/lastModified"));
+                if let (Some(name), Some(modified)) = (str_at(d, "/name"), modified)
+                    && let Some(node) = graph.nodes.get_mut(name)
+                {
+                    node.last_modified = Some(modified.to_string());
+                    node.etag = facet.and_then(|f| str_at(f, "/etag")).map(str::to_string);
+                    node.size_bytes = facet
+                        .and_then(|f| f.get("sizeBytes"))
+                        .and_then(Value::as_u64);
+                }
             }
             let outputs = e.get("outputs").and_then(Value::as_array);
             for d in outputs.into_iter().flatten() {
@@ -211,6 +236,7 @@ fn written_node(event: &Value, d: &Value, job: &str) -> Option<Node> {
         run_id: str_at(event, "/run/facets/nightjar/runId").map(str::to_string),
         written_at: str_at(event, "/eventTime").map(str::to_string),
         contracts,
+        ..Default::default()
     })
 }
 
@@ -235,6 +261,15 @@ impl Node {
         }
         for c in &self.contracts {
             parts.push(format!("contract {c}"));
+        }
+        if let Some(modified) = &self.last_modified {
+            parts.push(format!(
+                "source file, {} bytes, modified {modified}",
+                self.size_bytes.unwrap_or_default()
+            ));
+            if let Some(etag) = &self.etag {
+                parts.push(format!("etag {etag}"));
+            }
         }
         if parts.is_empty() {
             "not written by any recorded run".into()

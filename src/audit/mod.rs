@@ -190,6 +190,14 @@ impl RunAudit {
         for (table, version) in &output.read {
             facts_mut(&mut inputs, table).version = Some(*version);
         }
+        for source in &output.sources {
+            let mut d = self.file_dataset(&source.url);
+            d.size_bytes = Some(source.size);
+            d.files = Some(1);
+            d.etag = source.etag.clone();
+            d.last_modified = Some(source.last_modified.clone());
+            inputs.push(d);
+        }
         let mut outputs = named(&task.outputs);
         for written in &output.written {
             let facts = match &written.facts {
@@ -250,7 +258,12 @@ impl RunAudit {
     /// A file written outside the tables (an export target), named the OpenLineage way:
     /// namespace `scheme://authority`, name the path.
     fn file_dataset(&self, target: &str) -> DatasetFacts {
-        match normalize_url(target, &self.project_dir) {
+        // Full URLs (an ingest's sources) as they are; paths relative to the project.
+        let parsed = url::Url::parse(target)
+            .ok()
+            .filter(|u| u.scheme().len() > 1)
+            .map_or_else(|| normalize_url(target, &self.project_dir), Ok);
+        match parsed {
             Ok(url) => {
                 let mut base = url.clone();
                 base.set_path("");

@@ -55,6 +55,7 @@ impl ContractTask {
                 written: vec![],
                 read,
                 exported: vec![],
+                sources: vec![],
             });
         }
         let message = gate::violation_message(planned, &report, &failed);

@@ -121,6 +121,7 @@ impl ExportTask {
             written: vec![],
             read,
             exported,
+            sources: vec![],
         })
     }
 }

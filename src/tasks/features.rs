@@ -101,6 +101,7 @@ impl FeaturesTask {
                 }],
                 read,
                 exported: vec![],
+                sources: vec![],
             });
         }
 
@@ -161,6 +162,7 @@ impl FeaturesTask {
             written: vec![written],
             read,
             exported: vec![],
+            sources: vec![],
         })
     }
 }

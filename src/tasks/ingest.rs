@@ -172,7 +172,7 @@ impl IngestTask {
             return Ok(done);
         }
         let engine = &cx.run.engine;
-        let (files, located) = self.list_files(cx).await?;
+        let (files, sources, located) = self.list_files(cx).await?;
         let ctx = engine.session().map_err(|e| cx.df_error(e))?;
         engine.register(&ctx, &located);
 
@@ -199,7 +199,9 @@ impl IngestTask {
                     .await
                     .map_err(|e| cx.store_error(e))?;
                 if existing.is_some() {
-                    return self.replace_partition(cx, &ctx, df).await;
+                    let mut output = self.replace_partition(cx, &ctx, df).await?;
+                    output.sources = sources;
+                    return Ok(output);
                 }
                 WriteMode::Overwrite
             }
@@ -219,6 +221,7 @@ impl IngestTask {
             written: vec![written],
             read: vec![],
             exported: vec![],
+            sources,
         })
     }
 
@@ -254,11 +257,16 @@ impl IngestTask {
             written: vec![written],
             read: vec![],
             exported: vec![],
+            sources: vec![],
         })
     }
 
-    /// Every file the source names, as full URLs; an empty match is an error.
-    async fn list_files(&self, cx: &TaskCx<'_>) -> Result<(Vec<String>, Located), TaskError> {
+    /// Every file the source names, as full URLs, and what the store says of each (for
+    /// lineage); an empty match is an error.
+    async fn list_files(
+        &self,
+        cx: &TaskCx<'_>,
+    ) -> Result<(Vec<String>, Vec<super::SourceObject>, Located), TaskError> {
         let storage = cx.run.engine.storage();
         let glob_at = self.source.find(['*', '?', '[', '{']);
         let (base, pattern) = match glob_at {
@@ -283,10 +291,10 @@ impl IngestTask {
             None => None,
         };
         let root_parts = located.path.parts().count();
-        let mut files: Vec<String> = Vec::new();
+        let mut files: Vec<(String, object_store::ObjectMeta)> = Vec::new();
         let head = located.store.head(&located.path).await;
-        if pattern.is_none() && head.is_ok() {
-            files.push(object_url(&located.store_url, &located.path));
+        if let (None, Ok(meta)) = (pattern, head) {
+            files.push((object_url(&located.store_url, &located.path), meta));
         } else {
             let metas: Vec<object_store::ObjectMeta> = located
                 .store
@@ -307,15 +315,30 @@ impl IngestTask {
                     None => !rel.starts_with('.') && !rel.starts_with('_'),
                 };
                 if keep {
-                    files.push(object_url(&located.store_url, &m.location));
+                    files.push((object_url(&located.store_url, &m.location), m));
                 }
             }
         }
-        files.sort();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
         if files.is_empty() {
             return Err(cx.fail(format!("no files match `{}`", self.source), false));
         }
-        Ok((files, located))
+        let sources = files
+            .iter()
+            .map(|(url, meta)| super::SourceObject {
+                url: url.clone(),
+                size: meta.size,
+                etag: meta.e_tag.clone(),
+                last_modified: meta
+                    .last_modified
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            })
+            .collect();
+        Ok((
+            files.into_iter().map(|(url, _)| url).collect(),
+            sources,
+            located,
+        ))
     }
 
     async fn read(

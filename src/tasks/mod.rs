@@ -216,6 +216,19 @@ pub struct TaskOutput {
     pub read: Vec<(String, i64)>,
     /// Files written outside the tables (exports).
     pub exported: Vec<Exported>,
+    /// Files read from outside the tables (an ingest's sources), for lineage down to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceObject>,
+}
+
+/// A file an ingest read, as the object store described it when it was listed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceObject {
+    pub url: String,
+    pub size: u64,
+    pub etag: Option<String>,
+    /// RFC 3339.
+    pub last_modified: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -255,6 +268,7 @@ impl TaskCx<'_> {
             written: vec![w],
             read: vec![],
             exported: vec![],
+            sources: vec![],
         }))
     }
 

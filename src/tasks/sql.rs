@@ -110,6 +110,7 @@ impl SqlTask {
             written: vec![written],
             read,
             exported: vec![],
+            sources: vec![],
         })
     }
 }

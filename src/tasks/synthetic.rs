@@ -139,6 +139,7 @@ impl SyntheticTask {
                 written,
                 read: vec![],
                 exported: vec![],
+                sources: vec![],
             });
         }
 
@@ -161,6 +162,7 @@ impl SyntheticTask {
             written,
             read: vec![],
             exported: vec![],
+            sources: vec![],
         })
     }
 }

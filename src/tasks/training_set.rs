@@ -252,6 +252,7 @@ impl TrainingSetTask {
             written: vec![written],
             read,
             exported: vec![],
+            sources: vec![],
         })
     }
 }

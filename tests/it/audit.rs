@@ -874,3 +874,113 @@ fn an_environment_secret_appears_nowhere_a_run_writes() {
         );
     }
 }
+
+/// Upstream lineage ends at the raw files an ingest read, with the size, ETag and
+/// modification time the object store gave when they were listed; the events stay valid.
+#[test]
+fn lineage_reaches_the_source_files_an_ingest_read() {
+    let dir = project(&[
+        ("nightjar.yaml", PROJECT_YAML),
+        (
+            "pipelines/p.yaml",
+            "version: 1
+tasks:
+  - id: load
+    kind: ingest
+    source: data/*.csv
+    format: csv
+    output: raw.amounts
+  - id: total
+    kind: sql
+    output: staging.total
+    sql: SELECT sum(amount) AS s FROM raw.amounts
+",
+        ),
+        ("data/a.csv", "id,amount\n1,2.5\n2,3.5\n"),
+        ("data/b.csv", "id,amount\n3,1.0\n"),
+    ]);
+    let out = nightjar(dir.path(), &["run", "p", "--ds", "2025-05-01"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let events = events(dir.path());
+    assert_valid_openlineage(&events);
+    let complete = event_of(&events, "COMPLETE", "p.load");
+    let sources: Vec<(&str, u64)> = complete["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .map(|d| {
+            let facet = &d["facets"]["nightjar"];
+            assert!(
+                facet["lastModified"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with('Z')),
+                "{d}"
+            );
+            assert!(facet["etag"].as_str().is_some_and(|e| !e.is_empty()), "{d}");
+            (
+                d["name"]
+                    .as_str()
+                    .expect("name")
+                    .rsplit('/')
+                    .next()
+                    .unwrap(),
+                facet["sizeBytes"].as_u64().expect("size"),
+            )
+        })
+        .collect();
+    assert_eq!(sources, [("a.csv", 22), ("b.csv", 16)]);
+
+    let lineage = nightjar(
+        dir.path(),
+        &["lineage", "staging.total", "--upstream", "--format", "json"],
+    );
+    assert_eq!(lineage.code, 0, "{}", lineage.stderr);
+    let graph: Value = serde_json::from_str(&lineage.stdout).expect("json");
+    let files: Vec<(String, u64)> = graph["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|n| n["last_modified"].is_string())
+        .map(|n| {
+            (
+                n["name"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                n["size_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [("a.csv".to_string(), 22), ("b.csv".to_string(), 16)]
+    );
+    let edges: Vec<(String, String)> = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["from"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                e["to"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            ("a.csv".to_string(), "raw.amounts".to_string()),
+            ("b.csv".to_string(), "raw.amounts".to_string()),
+            ("raw.amounts".to_string(), "staging.total".to_string()),
+        ]
+    );
+}
