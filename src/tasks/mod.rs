@@ -341,16 +341,26 @@ pub async fn register_tables(
             },
             None => name.clone(),
         };
-        let (provider, version) = cx
-            .run
-            .tables
-            .provider(&stored)
-            .await
-            .map_err(|e| cx.store_error(e))?;
+        let (provider, version) = match cx.run.tables.provider(&stored).await {
+            Ok(found) => found,
+            Err(StoreError::NoSuchTable { .. }) if stored != *name => {
+                return Err(cx.fail(no_materialization(name, &stored), false));
+            }
+            Err(e) => return Err(cx.store_error(e)),
+        };
         register_provider(ctx, name, provider).map_err(|e| cx.df_error(e))?;
         read.push((stored, version));
     }
     Ok(read)
+}
+
+/// The error for a feature view version nothing has written yet.
+pub fn no_materialization(view_name: &str, stored: &str) -> String {
+    let view = view_name.trim_start_matches("features.");
+    let version = stored.rsplit('@').next().unwrap_or_default();
+    format!(
+        "feature view `{view}` version {version} has no materialization; run a `features` task for it first"
+    )
 }
 
 /// Registers one provider as `zone.name` (the zone is a schema of the default catalog).

@@ -170,13 +170,7 @@ impl TrainingSetTask {
             let (provider, delta_version) = match cx.run.tables.provider(&name).await {
                 Ok(found) => found,
                 Err(crate::stores::StoreError::NoSuchTable { .. }) => {
-                    return Err(cx.fail(
-                        format!(
-                            "feature view `{}` version {version} has no materialization; run a `features` task for it first",
-                            view.name
-                        ),
-                        false,
-                    ));
+                    return Err(cx.fail(super::no_materialization(&view.name, &name), false));
                 }
                 Err(e) => return Err(cx.store_error(e)),
             };

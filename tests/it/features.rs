@@ -461,3 +461,31 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn a_training_set_over_a_view_never_materialized_says_so() {
+    let dir = feature_project(VIEW_SQL);
+    let out = nightjar(
+        dir.path(),
+        &[
+            "run",
+            "p",
+            "--ds",
+            "2025-03-01",
+            "--select",
+            "generate",
+            "--select",
+            "training",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("feature view `orders_view` version")
+            && out
+                .stderr
+                .contains("has no materialization; run a `features` task for it first"),
+        "{}",
+        out.stderr
+    );
+    assert!(!dir.path().join("warehouse/tables/training").exists());
+}
