@@ -258,15 +258,26 @@ fn validate(dir: &Path, json: bool) -> Result<Exit, Failure> {
     let n_tasks: usize = project.pipelines.iter().map(|p| p.tasks.len()).sum();
     if json {
         let pipelines: Vec<_> = project.pipelines.iter().map(|p| serde_json::json!({"name": p.name, "tasks": p.tasks.len(), "file": p.file.path})).collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"ok": true, "project": project.config.name, "pipelines": pipelines})).unwrap_or_default());
+        let contracts: Vec<_> = project.contracts.iter().map(|c| &c.file.path).collect();
+        let views: Vec<_> = project
+            .features
+            .values()
+            .map(|v| serde_json::json!({"name": v.name, "version": v.version, "file": v.yaml.path}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"ok": true, "project": project.config.name, "pipelines": pipelines, "contracts": contracts, "feature_views": views})).unwrap_or_default());
     } else {
+        let (contracts, views) = (project.contracts.len(), project.features.len());
         println!(
-            "ok: project `{}`, {} pipeline{}, {} task{}",
+            "ok: project `{}`, {} pipeline{}, {} task{}, {} contract{}, {} feature view{}",
             project.config.name,
             project.pipelines.len(),
             plural(project.pipelines.len()),
             n_tasks,
-            plural(n_tasks)
+            plural(n_tasks),
+            contracts,
+            plural(contracts),
+            views,
+            plural(views)
         );
     }
     Ok(Exit::Success)

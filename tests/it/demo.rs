@@ -25,6 +25,20 @@ fn every_pipeline_file_in_the_repo_validates() {
         .collect();
     on_disk.sort();
     assert_eq!(files, on_disk);
+    assert_eq!(
+        value["contracts"],
+        serde_json::json!(["contracts/raw.yaml"])
+    );
+    let views: Vec<&str> = value["feature_views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        views,
+        ["campaign_exposure", "customer_engagement", "customer_rfm"]
+    );
 }
 
 fn scalar_i64(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> i64 {
