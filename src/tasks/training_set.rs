@@ -29,9 +29,10 @@ use super::{SpecCx, TaskCx, TaskOutput, register_tables};
 use crate::diag::Diagnostic;
 use crate::exec::TaskError;
 use crate::features::FeatureView;
-use crate::features::pit::{PitView, pit_query};
+use crate::features::pit::{AsofView, asof_join};
 use crate::spec::{is_identifier, is_table_name};
 use crate::stores::tables::{WriteMode, feature_table};
+use datafusion::common::ScalarValue;
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -79,7 +80,7 @@ impl TrainingSetTask {
             diags.push(cx.error("features", "list at least one feature view"));
         }
         for (name, value) in &self.defaults {
-            if default_literal(value).is_none() {
+            if default_value(value).is_none() {
                 diags.push(cx.error(
                     "defaults",
                     format!("default for `{name}` must be a number, a string or a boolean"),
@@ -148,13 +149,12 @@ impl TrainingSetTask {
                 false,
             ));
         }
-        ctx.register_table("__nightjar_labels", labels.into_view())
-            .map_err(|e| cx.df_error(e))?;
+        let label_batches = labels.collect().await.map_err(|e| cx.df_error(e))?;
 
         let mut taken: HashSet<String> = label_columns.iter().cloned().collect();
         let mut tables = Vec::new();
         let mut columns = Vec::new();
-        for (i, (view, version)) in self.views.iter().enumerate() {
+        for (view, version) in &self.views {
             for key in &view.entity {
                 if !label_columns.contains(key) {
                     return Err(cx.fail(
@@ -175,9 +175,6 @@ impl TrainingSetTask {
                 Err(e) => return Err(cx.store_error(e)),
             };
             let schema = provider.schema();
-            let registered = format!("__pit_view_{i}");
-            ctx.register_table(registered.as_str(), provider)
-                .map_err(|e| cx.df_error(e))?;
             read.push((name, delta_version));
             let names: Vec<String> = if view.spec.features.is_empty() {
                 schema
@@ -200,10 +197,25 @@ impl TrainingSetTask {
                         false,
                     ));
                 }
-                let default = self.defaults.get(&f).and_then(default_literal);
+                let default = self.defaults.get(&f).and_then(default_value);
                 features.push((f, default));
             }
-            tables.push(registered);
+            // Only the columns the join needs are read.
+            let wanted: Vec<&str> = view
+                .entity
+                .iter()
+                .map(|s| s.as_str())
+                .chain([view.spec.timestamp.as_str()])
+                .chain(features.iter().map(|(f, _)| f.as_str()))
+                .collect();
+            let rows = ctx
+                .read_table(provider)
+                .and_then(|df| df.select_columns(&wanted))
+                .map_err(|e| cx.fail(format!("view `{}`: {e}", view.name), false))?
+                .collect()
+                .await
+                .map_err(|e| cx.df_error(e))?;
+            tables.push(rows);
             columns.push(features);
         }
         for name in self.defaults.keys() {
@@ -214,31 +226,31 @@ impl TrainingSetTask {
                 ));
             }
         }
-        let views: Vec<PitView<'_>> = self
+        let views: Vec<AsofView<'_>> = self
             .views
             .iter()
             .zip(&tables)
             .zip(columns)
-            .map(|(((view, _), table), features)| PitView {
-                table,
+            .map(|(((view, _), batches), features)| AsofView {
+                batches,
                 entity: &view.entity,
                 timestamp: &view.spec.timestamp,
                 ttl: view.ttl(),
                 features,
             })
             .collect();
-        let sql = pit_query("__nightjar_labels", &self.label_timestamp, &views);
-        tracing::debug!(%sql, "point-in-time join");
-        let plan = ctx
-            .sql(&sql)
-            .await
-            .map_err(|e| cx.fail(format!("point-in-time join: {e}"), false))?
-            .into_optimized_plan()
-            .map_err(|e| cx.df_error(e))?;
+        let joined = asof_join(&label_batches, &self.label_timestamp, &views)
+            .map_err(|m| cx.fail(format!("point-in-time join: {m}"), false))?;
+        // Slices share the joined arrays; the writer gets batches of a usual size.
+        const CHUNK: usize = 65_536;
+        let chunks: Vec<_> = (0..joined.num_rows())
+            .step_by(CHUNK)
+            .map(|at| joined.slice(at, CHUNK.min(joined.num_rows() - at)))
+            .collect();
         let written = gate::publish(
             cx,
             &self.output,
-            NewRows::Plan(ctx, plan),
+            NewRows::Batches(chunks),
             WriteMode::Overwrite,
         )
         .await?;
@@ -251,12 +263,15 @@ impl TrainingSetTask {
     }
 }
 
-/// A YAML default as an SQL literal.
-fn default_literal(value: &serde_json::Value) -> Option<String> {
+/// A YAML default as a value (cast to the feature's type at join time).
+fn default_value(value: &serde_json::Value) -> Option<ScalarValue> {
     match value {
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
-        serde_json::Value::String(s) => Some(crate::contracts::quote_literal(s)),
+        serde_json::Value::Number(n) => Some(match n.as_i64() {
+            Some(i) => ScalarValue::Int64(Some(i)),
+            None => ScalarValue::Float64(n.as_f64()),
+        }),
+        serde_json::Value::Bool(b) => Some(ScalarValue::Boolean(Some(*b))),
+        serde_json::Value::String(s) => Some(ScalarValue::Utf8(Some(s.clone()))),
         _ => None,
     }
 }
