@@ -551,6 +551,28 @@ mod tests {
         );
     }
 
+    /// Labels `(id, entity, time)` and view rows `(entity, time, value)` from generated
+    /// tuples: one view row per (entity, day), as a materialized view guarantees, its value
+    /// `entity * 1000 + day` so a match tells where it came from.
+    #[allow(clippy::type_complexity)]
+    fn planted(
+        rows: Vec<(i64, i64)>,
+        labels: Vec<(i64, i64, i64)>,
+    ) -> (Vec<(i64, i64, i64)>, Vec<(i64, i64, i64)>) {
+        let mut seen = std::collections::HashSet::new();
+        let view = rows
+            .into_iter()
+            .filter(|r| seen.insert(*r))
+            .map(|(e, d)| (e, d * DAY, e * 1000 + d))
+            .collect();
+        let labels = labels
+            .into_iter()
+            .enumerate()
+            .map(|(i, (e, d, offset))| (i as i64, e, d * DAY + offset))
+            .collect();
+        (labels, view)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -563,18 +585,7 @@ mod tests {
             labels in proptest::collection::vec((1i64..7, 0i64..40, 0i64..DAY), 1..40),
             ttl in proptest::option::of(1i64..15),
         ) {
-            let mut seen = std::collections::HashSet::new();
-            // One row per (entity, day) as a materialized view guarantees; value = entity*1000+day.
-            let view: Vec<(i64, i64, i64)> = rows
-                .into_iter()
-                .filter(|r| seen.insert(*r))
-                .map(|(e, d)| (e, d * DAY, e * 1000 + d))
-                .collect();
-            let labels: Vec<(i64, i64, i64)> = labels
-                .into_iter()
-                .enumerate()
-                .map(|(i, (e, d, offset))| (i as i64, e, d * DAY + offset))
-                .collect();
+            let (labels, view) = planted(rows, labels);
             let got = run_join(&labels, &view, ttl);
             for (id, value) in &got {
                 let label = labels[*id as usize];
@@ -594,17 +605,7 @@ mod tests {
             labels in proptest::collection::vec((0i64..7, 0i64..40, 0i64..DAY), 1..60),
             ttl in proptest::option::of(1i64..15),
         ) {
-            let mut seen = std::collections::HashSet::new();
-            let view: Vec<(i64, i64, i64)> = rows
-                .into_iter()
-                .filter(|r| seen.insert(*r))
-                .map(|(e, d)| (e, d * DAY, e * 1000 + d))
-                .collect();
-            let labels: Vec<(i64, i64, i64)> = labels
-                .into_iter()
-                .enumerate()
-                .map(|(i, (e, d, offset))| (i as i64, e, d * DAY + offset))
-                .collect();
+            let (labels, view) = planted(rows, labels);
             prop_assert_eq!(run_asof(&labels, &view, ttl), reference(&labels, &view, ttl));
         }
     }
