@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use arrow::array::AsArray;
+use arrow::array::{Array, AsArray};
 use arrow::compute::sum;
 use arrow::datatypes::{Float64Type, Int64Type};
 use nightjar::engine::Engine;
