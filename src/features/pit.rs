@@ -13,7 +13,7 @@ use std::time::Duration;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, UInt32Builder};
 use arrow::compute::kernels::zip::zip;
 use arrow::compute::{cast, concat_batches, is_not_null, take};
-use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit, TimestampMicrosecondType};
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::{HashMap, ScalarValue};
 
@@ -191,6 +191,30 @@ fn match_rows(
             cast(a, v.data_type()).map_err(|e| format!("entity column `{c}`: {e}"))
         })
         .collect::<Result<_, _>>()?;
+    let view_times = micros_of(rows, view.timestamp)?;
+    let ttl = view.ttl.map(|d| d.as_micros() as i64);
+    let valid = |keys: &[ArrayRef], i: usize| keys.iter().all(|a| a.is_valid(i));
+    // One integer key (the usual customer id): hash the values themselves. Otherwise the
+    // row format encodes any key columns into comparable bytes.
+    if let [v] = view_keys.as_slice()
+        && v.data_type().is_integer()
+        && let (Ok(v), Ok(l)) = (
+            cast(v, &DataType::Int64),
+            cast(&label_keys[0], &DataType::Int64),
+        )
+        && v.null_count() == view_keys[0].null_count()
+    {
+        let (v, l) = (v.as_primitive::<Int64Type>(), l.as_primitive::<Int64Type>());
+        return Ok(match_by(
+            rows.num_rows(),
+            |i| v.is_valid(i).then(|| v.value(i)),
+            &view_times,
+            labels.num_rows(),
+            |i| l.is_valid(i).then(|| l.value(i)),
+            label_times,
+            ttl,
+        ));
+    }
     let converter = RowConverter::new(
         view_keys
             .iter()
@@ -204,20 +228,38 @@ fn match_rows(
     let lrows = converter
         .convert_columns(&label_keys)
         .map_err(|e| e.to_string())?;
-    let view_times = micros_of(rows, view.timestamp)?;
+    Ok(match_by(
+        rows.num_rows(),
+        |i| valid(&view_keys, i).then(|| vrows.row(i).data()),
+        &view_times,
+        labels.num_rows(),
+        |i| valid(&label_keys, i).then(|| lrows.row(i).data()),
+        label_times,
+        ttl,
+    ))
+}
 
-    // Dense entity ids, then the rows of each entity contiguous (counting sort) and sorted by
-    // time within it.
-    let valid = |keys: &[ArrayRef], i: usize| keys.iter().all(|a| a.is_valid(i));
-    let mut ids: HashMap<&[u8], u32> = HashMap::default();
-    let mut row_entity: Vec<u32> = Vec::with_capacity(rows.num_rows());
-    for i in 0..rows.num_rows() {
-        if !valid(&view_keys, i) || view_times[i].is_none() {
-            row_entity.push(u32::MAX);
-            continue;
+/// The matching itself, over any hashable key: dense entity ids, the rows of each entity
+/// contiguous (a counting sort) and sorted by time within it, then a binary search per label.
+fn match_by<K: std::hash::Hash + Eq + Copy>(
+    n_rows: usize,
+    row_key: impl Fn(usize) -> Option<K>,
+    row_times: &[Option<i64>],
+    n_labels: usize,
+    label_key: impl Fn(usize) -> Option<K>,
+    label_times: &[Option<i64>],
+    ttl: Option<i64>,
+) -> UInt32Array {
+    let mut ids: HashMap<K, u32> = HashMap::default();
+    let mut row_entity: Vec<u32> = Vec::with_capacity(n_rows);
+    for i in 0..n_rows {
+        match (row_key(i), row_times[i]) {
+            (Some(key), Some(_)) => {
+                let next = ids.len() as u32;
+                row_entity.push(*ids.entry(key).or_insert(next));
+            }
+            _ => row_entity.push(u32::MAX),
         }
-        let next = ids.len() as u32;
-        row_entity.push(*ids.entry(vrows.row(i).data()).or_insert(next));
     }
     let mut offsets = vec![0usize; ids.len() + 1];
     for &e in &row_entity {
@@ -233,29 +275,26 @@ fn match_rows(
     for (i, &e) in row_entity.iter().enumerate() {
         if e != u32::MAX {
             let slot = &mut fill[e as usize];
-            sorted[*slot] = (view_times[i].unwrap_or_default(), i as u32);
+            sorted[*slot] = (row_times[i].unwrap_or_default(), i as u32);
             *slot += 1;
         }
     }
+    drop(row_entity);
     for k in 0..ids.len() {
         sorted[offsets[k]..offsets[k + 1]].sort_unstable();
     }
-
-    let ttl = view.ttl.map(|d| d.as_micros() as i64);
-    let mut out = UInt32Builder::with_capacity(labels.num_rows());
-    for (i, time) in label_times.iter().enumerate() {
-        let found = match time {
-            Some(t) if valid(&label_keys, i) => ids.get(lrows.row(i).data()).and_then(|&e| {
-                let group = &sorted[offsets[e as usize]..offsets[e as usize + 1]];
-                let at = group.partition_point(|(ts, _)| ts <= t);
-                let (ts, row) = *group.get(at.checked_sub(1)?)?;
-                ttl.is_none_or(|ttl| ts >= t - ttl).then_some(row)
-            }),
-            _ => None,
-        };
+    let mut out = UInt32Builder::with_capacity(n_labels);
+    for (i, time) in label_times.iter().enumerate().take(n_labels) {
+        let found = time.zip(label_key(i)).and_then(|(t, key)| {
+            let e = *ids.get(&key)? as usize;
+            let group = &sorted[offsets[e]..offsets[e + 1]];
+            let at = group.partition_point(|(ts, _)| *ts <= t);
+            let (ts, row) = *group.get(at.checked_sub(1)?)?;
+            ttl.is_none_or(|ttl| ts >= t - ttl).then_some(row)
+        });
         out.append_option(found);
     }
-    Ok(out.finish())
+    out.finish()
 }
 
 /// A timestamp column as UTC microseconds.
@@ -549,6 +588,66 @@ mod tests {
             run_asof(&labels, &view, Some(8)),
             run_join(&labels, &view, Some(8))
         );
+    }
+
+    /// Keys that are not one integer column go through the row format: a string and an
+    /// integer column together here, with a null key part that must match nothing.
+    #[test]
+    fn composite_keys_match_on_every_part() {
+        let ts = |v: Vec<i64>| -> Arc<dyn Array> {
+            Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+        };
+        let view = RecordBatch::try_from_iter(vec![
+            (
+                "country",
+                Arc::new(arrow::array::StringArray::from(vec![
+                    "DE", "DE", "FR", "DE",
+                ])) as Arc<dyn Array>,
+            ),
+            ("store", Arc::new(Int64Array::from(vec![1, 1, 1, 2]))),
+            ("ts", ts(vec![0, 10 * DAY, 5 * DAY, 0])),
+            ("v", Arc::new(Int64Array::from(vec![100, 110, 205, 300]))),
+        ])
+        .unwrap();
+        let labels = RecordBatch::try_from_iter(vec![
+            (
+                "country",
+                Arc::new(arrow::array::StringArray::from(vec![
+                    Some("DE"),
+                    Some("FR"),
+                    Some("DE"),
+                    None,
+                    Some("FR"),
+                ])) as Arc<dyn Array>,
+            ),
+            (
+                "store",
+                Arc::new(Int64Array::from(vec![
+                    Some(1),
+                    Some(1),
+                    Some(2),
+                    Some(1),
+                    Some(2),
+                ])),
+            ),
+            ("at", ts(vec![9 * DAY, 9 * DAY, 9 * DAY, 9 * DAY, 9 * DAY])),
+        ])
+        .unwrap();
+        let entity = vec!["country".to_string(), "store".to_string()];
+        let out = asof_join(
+            &[labels],
+            "at",
+            &[AsofView {
+                batches: &[view],
+                entity: &entity,
+                timestamp: "ts",
+                ttl: None,
+                features: vec![("v".into(), Some(ScalarValue::Int64(Some(-1))))],
+            }],
+        )
+        .unwrap();
+        let v = out.column(3).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(v.values().to_vec(), [100, 205, 300, -1, -1]);
     }
 
     /// Labels `(id, entity, time)` and view rows `(entity, time, value)` from generated
