@@ -118,8 +118,14 @@ impl Algorithm {
                 Params::Gbt(p)
             }
             _ => {
-                let p: linear::LinearParams =
+                let mut p: linear::LinearParams =
                     serde_json::from_value(value).map_err(|e| e.to_string())?;
+                // Record the penalty actually used, not "the default".
+                p.alpha =
+                    Some(
+                        p.alpha
+                            .unwrap_or(if self == Algorithm::Linear { 0.0 } else { 1.0 }),
+                    );
                 if p.alpha.is_some_and(|a| !(a >= 0.0 && a.is_finite())) {
                     return Err("`alpha` must be >= 0".into());
                 }

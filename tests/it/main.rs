@@ -6,6 +6,7 @@ mod contracts;
 mod demo;
 mod features;
 mod ingest_export;
+mod models;
 mod schedule;
 mod schema;
 
