@@ -136,3 +136,71 @@ impl Registry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn registry(name: &str) -> Registry {
+        let storage = Storage::open(
+            &format!("memory://{name}"),
+            &Default::default(),
+            std::path::Path::new("/"),
+        )
+        .await
+        .unwrap();
+        Registry::new(storage)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_claims_take_distinct_numbers_without_gaps() {
+        let registry = registry("registry-claims").await;
+        let claims = (0..16).map(|i| {
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                let version = registry.claim("m", Bytes::from(format!("artefact {i}"))).await.unwrap();
+                let meta = serde_json::json!({"artefact": {"sha256": sha256_hex(format!("artefact {i}").as_bytes())}});
+                registry
+                    .commit("m", version, Bytes::from(meta.to_string()))
+                    .await
+                    .unwrap();
+                (version, i)
+            })
+        });
+        let mut taken: Vec<(u64, i32)> = futures::future::join_all(claims)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        taken.sort();
+        let versions: Vec<u64> = taken.iter().map(|(v, _)| *v).collect();
+        assert_eq!(versions, (1..=16).collect::<Vec<u64>>());
+        assert_eq!(registry.versions("m").await.unwrap(), versions);
+        // Each version holds the artefact its claimer wrote, and loads with its checksum.
+        for (v, i) in taken {
+            let loaded = registry.load("m", Some(v)).await.unwrap();
+            assert_eq!(loaded.artefact, Bytes::from(format!("artefact {i}")));
+        }
+        assert_eq!(registry.load("m", None).await.unwrap().version, 16);
+    }
+
+    #[tokio::test]
+    async fn unregistered_claims_are_skipped_and_tampering_is_refused() {
+        let registry = registry("registry-tamper").await;
+        // Version 1 claimed but never registered (its task failed before the metadata).
+        assert_eq!(registry.claim("m", Bytes::from("a")).await.unwrap(), 1);
+        assert!(registry.versions("m").await.unwrap().is_empty());
+        assert!(registry.load("m", None).await.is_err());
+        let v = registry.claim("m", Bytes::from("b")).await.unwrap();
+        assert_eq!(v, 2, "a claimed number is never reused");
+        let meta = serde_json::json!({"artefact": {"sha256": sha256_hex(b"not b")}});
+        registry
+            .commit("m", v, Bytes::from(meta.to_string()))
+            .await
+            .unwrap();
+        let err = registry.load("m", None).await.err().unwrap().to_string();
+        assert!(err.contains("was changed or truncated"), "{err}");
+        // Metadata is put-if-absent too.
+        assert!(registry.commit("m", v, Bytes::from("{}")).await.is_err());
+    }
+}
