@@ -408,6 +408,24 @@ mod tests {
     }
 
     #[test]
+    fn histogram_threads_do_not_change_the_model() {
+        // Big enough that root histograms are built on two threads.
+        let (x, y, _) = planted(30_000, 8);
+        let fit = |threads| {
+            let params = Params::Gbt(gbt::GbtParams {
+                n_trees: 3,
+                threads,
+                ..Default::default()
+            });
+            train(Algorithm::GbtClassifier, &params, names(), &x, &y, 5)
+                .unwrap()
+                .to_bytes()
+                .unwrap()
+        };
+        assert_eq!(fit(1), fit(2));
+    }
+
+    #[test]
     fn early_stopping_keeps_the_best_round() {
         let (x, y, _) = planted(1500, 4);
         let params = Params::Gbt(gbt::GbtParams {
