@@ -290,13 +290,18 @@ impl Grower<'_> {
             .iter()
             .map(|&nb| vec![Bin::default(); nb + 1])
             .collect();
+        // The leaf's gradients in row order, gathered once: each feature's pass then reads
+        // them sequentially and only its bins at random (LightGBM's "ordered gradients").
+        let gh: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|&r| (self.grad[r as usize], self.hess[r as usize]))
+            .collect();
         let fill = |f: usize, h: &mut Vec<Bin>| {
             let bins = &self.binned.bins[f];
-            for &r in rows {
-                let r = r as usize;
-                let b = &mut h[bins[r] as usize];
-                b.g += self.grad[r];
-                b.h += self.hess[r];
+            for (&r, &(g, hess)) in rows.iter().zip(&gh) {
+                let b = &mut h[bins[r as usize] as usize];
+                b.g += g;
+                b.h += hess;
                 b.n += 1;
             }
         };
@@ -382,8 +387,13 @@ impl Grower<'_> {
         best
     }
 
-    /// Grows one tree; returns its nodes (leaf values unscaled) and adds split gains.
-    fn grow(&self, rows: Vec<u32>, mappers: &[BinMapper], importance: &mut [f64]) -> Vec<Node> {
+    /// Grows one tree; returns its nodes and each leaf's (node, rows), and adds split gains.
+    fn grow(
+        &self,
+        rows: Vec<u32>,
+        mappers: &[BinMapper],
+        importance: &mut [f64],
+    ) -> (Vec<Node>, Vec<(usize, Vec<u32>)>) {
         let p = self.params;
         let leaf_node = |value: f64| Node {
             feature: 0,
@@ -493,7 +503,8 @@ impl Grower<'_> {
                 nodes[leaf.node].value = 0.0;
             }
         }
-        nodes
+        let members = leaves.into_iter().map(|l| (l.node, l.rows)).collect();
+        (nodes, members)
     }
 }
 
@@ -632,11 +643,23 @@ pub fn train(
             features,
             threads,
         };
-        let nodes = grower.grow(rows, &mappers, &mut importance);
+        let (nodes, members) = grower.grow(rows, &mappers, &mut importance);
         let tree = Tree { nodes };
-        // Update every row's raw score through the binned values (equal to the thresholds).
+        // Rows the tree was grown on get their leaf's value directly (their bins put them in
+        // that leaf, and a bin comparison equals the threshold comparison); the others
+        // (out of the row sample, validation rows) walk the tree.
+        let mut done = vec![false; x.rows];
+        for (node, rows) in &members {
+            let value = tree.nodes[*node].value;
+            for &r in rows {
+                raw[r as usize] += value;
+                done[r as usize] = true;
+            }
+        }
         for r in 0..x.rows {
-            raw[r] += tree.predict_row(x, r);
+            if !done[r] {
+                raw[r] += tree.predict_row(x, r);
+            }
         }
         trees.push(tree);
         if params.early_stopping_rounds > 0 {
