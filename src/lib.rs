@@ -25,6 +25,7 @@ pub mod diag;
 pub mod engine;
 pub mod exec;
 pub mod features;
+pub mod models;
 pub mod plan;
 pub mod schedule;
 pub mod schema;

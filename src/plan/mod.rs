@@ -234,6 +234,20 @@ fn compile_pipeline(project: &Project, pipeline: &PipelineSpec) -> Result<Plan, 
                 }
             }
         }
+        // A `score` task following a model's latest version runs after the pipeline's
+        // `train` task of that model, so it scores the version trained in this run.
+        if let Some(model) = t.kind.model_followed() {
+            deps.extend(
+                pipeline
+                    .tasks
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, other)| {
+                        *j != i && other.kind.model_trained() == Some(model.as_str())
+                    })
+                    .map(|(j, _)| j),
+            );
+        }
         deps.sort_unstable();
         deps.dedup();
         tasks.push(PlannedTask {

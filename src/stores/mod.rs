@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod object;
+pub mod registry;
 pub mod runs;
 pub mod tables;
 

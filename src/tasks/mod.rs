@@ -6,8 +6,10 @@ pub mod export;
 pub mod features;
 pub mod gate;
 pub mod ingest;
+pub mod score;
 pub mod sql;
 pub mod synthetic;
+pub mod train;
 pub mod training_set;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +48,10 @@ pub enum TaskKind {
     Features(features::FeaturesTask),
     /// Label rows joined point-in-time to feature views.
     TrainingSet(training_set::TrainingSetTask),
+    /// Train a model on a table, evaluate it on a holdout and register a version.
+    Train(train::TrainTask),
+    /// Score every row of a table with a registered model version.
+    Score(score::ScoreTask),
 }
 
 impl TaskKind {
@@ -57,6 +63,8 @@ impl TaskKind {
         "contract",
         "features",
         "training_set",
+        "train",
+        "score",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -68,6 +76,8 @@ impl TaskKind {
             TaskKind::Contract(_) => "contract",
             TaskKind::Features(_) => "features",
             TaskKind::TrainingSet(_) => "training_set",
+            TaskKind::Train(_) => "train",
+            TaskKind::Score(_) => "score",
         }
     }
 
@@ -83,7 +93,10 @@ impl TaskKind {
     /// The key that names the tables a task reads, for messages about them.
     pub fn input_key(&self) -> &'static str {
         match self {
-            TaskKind::Export(_) | TaskKind::Contract(_) => "table",
+            TaskKind::Export(_)
+            | TaskKind::Contract(_)
+            | TaskKind::Train(_)
+            | TaskKind::Score(_) => "table",
             TaskKind::Features(_) => "view",
             TaskKind::TrainingSet(t) if t.labels_file.is_some() => "labels_file",
             TaskKind::TrainingSet(_) => "labels",
@@ -102,6 +115,8 @@ impl TaskKind {
             TaskKind::Contract(t) => t.check_spec(cx, diags),
             TaskKind::Features(t) => t.check_spec(cx, diags),
             TaskKind::TrainingSet(t) => t.check_spec(cx, diags),
+            TaskKind::Train(t) => t.check_spec(cx, diags),
+            TaskKind::Score(t) => t.check_spec(cx, diags),
         }
     }
 
@@ -112,6 +127,8 @@ impl TaskKind {
             TaskKind::Ingest(t) => vec![t.output.clone()],
             TaskKind::Sql(t) => vec![t.output.clone()],
             TaskKind::TrainingSet(t) => vec![t.output.clone()],
+            TaskKind::Train(t) => vec![t.holdout_table()],
+            TaskKind::Score(t) => vec![t.output.clone()],
             TaskKind::Features(t) => vec![features::view_table_name(&t.view)],
             TaskKind::Export(_) | TaskKind::Contract(_) => vec![],
         }
@@ -138,6 +155,25 @@ impl TaskKind {
             TaskKind::Contract(t) => vec![t.table.clone()],
             TaskKind::Features(t) => t.inputs(),
             TaskKind::TrainingSet(t) => t.inputs(),
+            TaskKind::Train(t) => vec![t.table.clone()],
+            TaskKind::Score(t) => vec![t.table.clone()],
+        }
+    }
+
+    /// The model a `train` task registers versions of.
+    pub fn model_trained(&self) -> Option<&str> {
+        match self {
+            TaskKind::Train(t) => Some(&t.model),
+            _ => None,
+        }
+    }
+
+    /// The model whose latest version a `score` task reads (it runs after a `train` task of
+    /// that model in the same pipeline).
+    pub fn model_followed(&self) -> Option<String> {
+        match self {
+            TaskKind::Score(t) => t.follows_latest(),
+            _ => None,
         }
     }
 }
@@ -315,6 +351,8 @@ pub async fn run(cx: &TaskCx<'_>) -> Result<TaskOutput, TaskError> {
         TaskKind::Contract(t) => t.run(cx).await,
         TaskKind::Features(t) => t.run(cx).await,
         TaskKind::TrainingSet(t) => t.run(cx).await,
+        TaskKind::Train(t) => t.run(cx).await,
+        TaskKind::Score(t) => t.run(cx).await,
     }
 }
 

@@ -80,7 +80,7 @@ fn demo_pipeline_runs_end_to_end_and_reruns_idempotently() {
         .iter()
         .map(|t| t["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, vec!["succeeded"; 9]);
+    assert_eq!(statuses, vec!["succeeded"; 19]);
     let generate = &state["tasks"][0];
     let customers = generate["outputs"]
         .as_array()
@@ -172,6 +172,20 @@ fn demo_pipeline_runs_end_to_end_and_reruns_idempotently() {
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(delta_versions(&warehouse, "staging.orders"), vec![0]);
     assert_eq!(delta_versions(&warehouse, "raw.events"), vec![0]);
+    let registered = |model: &str| -> Vec<String> {
+        let dir = warehouse.join("registry").join(model).join("versions");
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        registered("churn"),
+        vec!["1"],
+        "a resumed run registers nothing again"
+    );
 
     // A new run overwrites: one new version per table, same row counts (same seed), no duplicates.
     let second = nightjar(
@@ -195,6 +209,13 @@ fn demo_pipeline_runs_end_to_end_and_reruns_idempotently() {
         state["tasks"][1]["outputs"][0]["rows"]
     );
     assert_eq!(delta_versions(&warehouse, "staging.orders"), vec![0, 1]);
+    // The second run registered version 2 of each model, and the same rows with the same
+    // seed gave a byte-identical artefact.
+    assert_eq!(registered("churn"), vec!["1", "2"]);
+    let artefact = |v: &str| {
+        std::fs::read(warehouse.join(format!("registry/churn/versions/{v}/model.json"))).unwrap()
+    };
+    assert_eq!(artefact("1"), artefact("2"));
 
     // `runs list` shows both runs, newest first.
     let list = nightjar(dir.path(), &["runs", "list", "--json"]);

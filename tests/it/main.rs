@@ -6,6 +6,7 @@ mod contracts;
 mod demo;
 mod features;
 mod ingest_export;
+mod models;
 mod schedule;
 mod schema;
 
@@ -207,8 +208,9 @@ pub fn delta_versions(warehouse: &Path, table: &str) -> Vec<u64> {
     versions
 }
 
-/// Waits (polling, at most 60 s) until a run state under `runs_dir` says `running`, then sends
-/// the child SIGTERM with the shell's builtin kill (a fresh machine need not have procps).
+/// Waits (polling, at most 60 s) until a run state under `runs_dir` has a task running (not just
+/// the run: a run cancelled before its first task starts emits no task events), then sends the
+/// child SIGTERM with the shell's builtin kill (a fresh machine need not have procps).
 pub fn sigterm_once_running(child: &std::process::Child, runs_dir: &Path) {
     let started = std::time::Instant::now();
     loop {
@@ -217,7 +219,12 @@ pub fn sigterm_once_running(child: &std::process::Child, runs_dir: &Path) {
             .and_then(|mut d| d.next())
             .and_then(|e| e.ok())
             .and_then(|e| std::fs::read_to_string(e.path()).ok())
-            .is_some_and(|t| t.contains("\"running\""));
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|state| {
+                state["tasks"]
+                    .as_array()
+                    .is_some_and(|tasks| tasks.iter().any(|t| t["status"] == "running"))
+            });
         if running {
             break;
         }

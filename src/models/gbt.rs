@@ -1,0 +1,695 @@
+//! Histogram gradient-boosted trees (binary log-loss and squared error), grown leaf-wise like
+//! LightGBM: features are bucketed into at most 255 value bins plus a missing bin, each leaf
+//! keeps a (gradient, hessian, count) histogram per feature, the larger child's histogram is
+//! the parent's minus the smaller child's, and the leaf with the best gain is split next.
+//!
+//! Missing values (NaN) get their own bin; each split tries sending them left and right and
+//! keeps the better side as the node's default direction, which prediction then follows.
+//! Every random draw (row and feature subsampling, validation split) comes from one seeded
+//! `ChaCha8Rng`, so the same data and seed give the same trees.
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{Matrix, ModelError, Objective};
+
+/// The knobs users bring from LightGBM/XGBoost (LightGBM's names and defaults where they exist).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct GbtParams {
+    /// Boosting rounds (trees).
+    pub n_trees: usize,
+    pub learning_rate: f64,
+    /// Maximum leaves per tree (leaf-wise growth).
+    pub num_leaves: usize,
+    /// Maximum depth; 0 = unlimited (then `num_leaves` alone bounds a tree).
+    pub max_depth: usize,
+    /// Minimum rows in a leaf.
+    pub min_data_in_leaf: usize,
+    /// Minimum hessian sum in a leaf.
+    pub min_sum_hessian_in_leaf: f64,
+    /// L2 regularization on leaf values.
+    pub l2: f64,
+    /// Minimum gain for a split.
+    pub min_gain_to_split: f64,
+    /// Share of rows drawn (without replacement) for each tree.
+    pub row_subsample: f64,
+    /// Share of features drawn for each tree.
+    pub feature_subsample: f64,
+    /// Stop when the validation loss has not improved for this many rounds (0 = off); the
+    /// model keeps the best round's trees.
+    pub early_stopping_rounds: usize,
+    /// Share of the training rows held out (randomly, by the seed) for early stopping.
+    pub validation_fraction: f64,
+    /// Value bins per feature (at most 255; missing values get their own).
+    pub max_bins: usize,
+    /// Threads building histograms (0 = one per core). Each feature's histogram is built by
+    /// one thread, so the model does not depend on this.
+    pub threads: usize,
+}
+
+impl Default for GbtParams {
+    fn default() -> Self {
+        GbtParams {
+            n_trees: 100,
+            learning_rate: 0.1,
+            num_leaves: 31,
+            max_depth: 0,
+            min_data_in_leaf: 20,
+            min_sum_hessian_in_leaf: 1e-3,
+            l2: 0.0,
+            min_gain_to_split: 0.0,
+            row_subsample: 1.0,
+            feature_subsample: 1.0,
+            early_stopping_rounds: 0,
+            validation_fraction: 0.1,
+            max_bins: 255,
+            threads: 0,
+        }
+    }
+}
+
+impl GbtParams {
+    pub fn check(&self) -> Result<(), String> {
+        let fraction = |v: f64| v > 0.0 && v <= 1.0;
+        if self.n_trees == 0 {
+            return Err("`n_trees` must be at least 1".into());
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err("`learning_rate` must be positive".into());
+        }
+        if self.num_leaves < 2 {
+            return Err("`num_leaves` must be at least 2".into());
+        }
+        if self.min_data_in_leaf == 0 {
+            return Err("`min_data_in_leaf` must be at least 1".into());
+        }
+        if self.l2 < 0.0 || self.min_sum_hessian_in_leaf < 0.0 || self.min_gain_to_split < 0.0 {
+            return Err(
+                "`l2`, `min_sum_hessian_in_leaf` and `min_gain_to_split` must be >= 0".into(),
+            );
+        }
+        if !fraction(self.row_subsample) || !fraction(self.feature_subsample) {
+            return Err("`row_subsample` and `feature_subsample` must be in (0, 1]".into());
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
+            return Err("`validation_fraction` must be in (0, 1)".into());
+        }
+        if !(2..=255).contains(&self.max_bins) {
+            return Err("`max_bins` must be between 2 and 255".into());
+        }
+        Ok(())
+    }
+}
+
+/// One node of a tree in a flat array: a split (`left`/`right` index into the array) or a
+/// leaf (`left == 0`; the root is node 0, so no child points at it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// Feature index (splits only).
+    pub feature: u32,
+    /// Rows with `value <= threshold` go left.
+    pub threshold: f64,
+    /// Where missing values go.
+    pub default_left: bool,
+    pub left: u32,
+    pub right: u32,
+    /// The leaf's output (already multiplied by the learning rate).
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    fn predict_row(&self, x: &Matrix, row: usize) -> f64 {
+        let mut i = 0usize;
+        loop {
+            let node = &self.nodes[i];
+            if node.left == 0 {
+                return node.value;
+            }
+            let v = x.get(row, node.feature as usize);
+            let go_left = if v.is_nan() {
+                node.default_left
+            } else {
+                v <= node.threshold
+            };
+            i = if go_left { node.left } else { node.right } as usize;
+        }
+    }
+}
+
+/// A trained ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GbtModel {
+    pub objective: Objective,
+    /// The starting raw score (log-odds of the base rate, or the mean).
+    pub init_score: f64,
+    pub trees: Vec<Tree>,
+    /// Total split gain per feature.
+    pub gain_importance: Vec<f64>,
+    /// Validation loss per round (when early stopping ran).
+    pub validation_loss: Vec<f64>,
+    /// The round whose trees were kept (1-based; = trees.len()).
+    pub best_round: usize,
+}
+
+impl GbtModel {
+    /// Raw scores (log-odds for classification).
+    pub fn predict_raw(&self, x: &Matrix) -> Vec<f64> {
+        (0..x.rows)
+            .map(|r| self.init_score + self.trees.iter().map(|t| t.predict_row(x, r)).sum::<f64>())
+            .collect()
+    }
+}
+
+/// Bin boundaries of one feature: value `v` falls in the first bin `b` with `v <= upper[b]`.
+struct BinMapper {
+    upper: Vec<f64>,
+}
+
+impl BinMapper {
+    fn fit(values: &mut Vec<f64>, max_bins: usize) -> BinMapper {
+        values.retain(|v| !v.is_nan());
+        values.sort_by(f64::total_cmp);
+        let mut distinct: Vec<(f64, usize)> = Vec::new();
+        for &v in values.iter() {
+            match distinct.last_mut() {
+                Some((last, n)) if *last == v => *n += 1,
+                _ => distinct.push((v, 1)),
+            }
+        }
+        let mut upper = Vec::new();
+        if distinct.len() <= max_bins {
+            // One bin per distinct value; cut halfway between neighbours.
+            for w in distinct.windows(2) {
+                upper.push(midpoint(w[0].0, w[1].0));
+            }
+        } else {
+            // Roughly equal-count bins over the distinct values, cut between neighbours.
+            let total = values.len();
+            let per_bin = total as f64 / max_bins as f64;
+            let mut seen = 0usize;
+            let mut next_cut = per_bin;
+            for w in distinct.windows(2) {
+                seen += w[0].1;
+                if seen as f64 >= next_cut && upper.len() + 1 < max_bins {
+                    upper.push(midpoint(w[0].0, w[1].0));
+                    while next_cut <= seen as f64 {
+                        next_cut += per_bin;
+                    }
+                }
+            }
+        }
+        upper.push(f64::INFINITY);
+        BinMapper { upper }
+    }
+
+    fn n_bins(&self) -> usize {
+        self.upper.len()
+    }
+
+    /// The missing bin is the one after the value bins.
+    fn bin(&self, v: f64) -> u8 {
+        if v.is_nan() {
+            return self.n_bins() as u8;
+        }
+        self.upper.partition_point(|&u| u < v) as u8
+    }
+}
+
+fn midpoint(a: f64, b: f64) -> f64 {
+    let m = a + (b - a) / 2.0;
+    // Guard against rounding onto `b` for adjacent floats: `b` must go right.
+    if m >= b { a } else { m }
+}
+
+/// Bins of every row, feature-major.
+struct Binned {
+    bins: Vec<Vec<u8>>,
+}
+
+impl Binned {
+    fn new(x: &Matrix, mappers: &[BinMapper]) -> Binned {
+        let bins = mappers
+            .iter()
+            .enumerate()
+            .map(|(f, m)| x.column(f).iter().map(|&v| m.bin(v)).collect())
+            .collect();
+        Binned { bins }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct Bin {
+    g: f64,
+    h: f64,
+    n: u32,
+}
+
+/// A leaf waiting to be split: its rows, histograms and best split.
+struct Leaf {
+    node: usize,
+    depth: usize,
+    rows: Vec<u32>,
+    hist: Vec<Vec<Bin>>,
+    g: f64,
+    h: f64,
+    best: Option<Split>,
+}
+
+#[derive(Clone, Copy)]
+struct Split {
+    feature: usize,
+    /// Bins `0..=bin` go left.
+    bin: usize,
+    default_left: bool,
+    gain: f64,
+}
+
+struct Grower<'a> {
+    params: &'a GbtParams,
+    binned: &'a Binned,
+    n_bins: Vec<usize>,
+    grad: &'a [f64],
+    hess: &'a [f64],
+    /// Sorted.
+    features: Vec<usize>,
+    threads: usize,
+}
+
+impl Grower<'_> {
+    fn histogram(&self, rows: &[u32]) -> Vec<Vec<Bin>> {
+        let mut hist: Vec<Vec<Bin>> = self
+            .n_bins
+            .iter()
+            .map(|&nb| vec![Bin::default(); nb + 1])
+            .collect();
+        // The leaf's gradients in row order, gathered once: each feature's pass then reads
+        // them sequentially and only its bins at random (LightGBM's "ordered gradients").
+        let gh: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|&r| (self.grad[r as usize], self.hess[r as usize]))
+            .collect();
+        let fill = |f: usize, h: &mut Vec<Bin>| {
+            let bins = &self.binned.bins[f];
+            for (&r, &(g, hess)) in rows.iter().zip(&gh) {
+                let b = &mut h[bins[r as usize] as usize];
+                b.g += g;
+                b.h += hess;
+                b.n += 1;
+            }
+        };
+        let mut todo: Vec<(usize, &mut Vec<Bin>)> = hist
+            .iter_mut()
+            .enumerate()
+            .filter(|(f, _)| self.features.binary_search(f).is_ok())
+            .collect();
+        // Threads pay off only on big leaves (a spawn costs ~20 µs).
+        if self.threads <= 1 || rows.len() < 20_000 {
+            for (f, h) in todo {
+                fill(f, h);
+            }
+        } else {
+            let per_thread = todo.len().div_ceil(self.threads);
+            std::thread::scope(|scope| {
+                for part in todo.chunks_mut(per_thread.max(1)) {
+                    scope.spawn(|| {
+                        for (f, h) in part.iter_mut() {
+                            fill(*f, h);
+                        }
+                    });
+                }
+            });
+        }
+        hist
+    }
+
+    fn leaf_objective(&self, g: f64, h: f64) -> f64 {
+        g * g / (h + self.params.l2)
+    }
+
+    fn best_split(&self, leaf: &Leaf) -> Option<Split> {
+        let p = self.params;
+        if p.max_depth > 0 && leaf.depth >= p.max_depth {
+            return None;
+        }
+        let n = leaf.rows.len();
+        if n < 2 * p.min_data_in_leaf {
+            return None;
+        }
+        let parent = self.leaf_objective(leaf.g, leaf.h);
+        let mut best: Option<Split> = None;
+        for &f in &self.features {
+            let hist = &leaf.hist[f];
+            let nb = self.n_bins[f];
+            let missing = hist[nb];
+            let mut acc = Bin::default();
+            // The last value bin cannot be a split point (everything would go left).
+            for b in 0..nb.saturating_sub(1) {
+                acc.g += hist[b].g;
+                acc.h += hist[b].h;
+                acc.n += hist[b].n;
+                for default_left in [false, true] {
+                    if default_left && missing.n == 0 {
+                        continue;
+                    }
+                    let (lg, lh, ln) = if default_left {
+                        (acc.g + missing.g, acc.h + missing.h, acc.n + missing.n)
+                    } else {
+                        (acc.g, acc.h, acc.n)
+                    };
+                    let (rg, rh, rn) = (leaf.g - lg, leaf.h - lh, n as u32 - ln);
+                    if (ln as usize) < p.min_data_in_leaf
+                        || (rn as usize) < p.min_data_in_leaf
+                        || lh < p.min_sum_hessian_in_leaf
+                        || rh < p.min_sum_hessian_in_leaf
+                    {
+                        continue;
+                    }
+                    let gain = self.leaf_objective(lg, lh) + self.leaf_objective(rg, rh) - parent;
+                    if gain > p.min_gain_to_split && best.is_none_or(|s| gain > s.gain) {
+                        best = Some(Split {
+                            feature: f,
+                            bin: b,
+                            default_left,
+                            gain,
+                        });
+                    }
+                }
+            }
+        }
+        best
+    }
+
+    /// Grows one tree; returns its nodes and each leaf's (node, rows), and adds split gains.
+    fn grow(
+        &self,
+        rows: Vec<u32>,
+        mappers: &[BinMapper],
+        importance: &mut [f64],
+    ) -> (Vec<Node>, Vec<(usize, Vec<u32>)>) {
+        let p = self.params;
+        let leaf_node = |value: f64| Node {
+            feature: 0,
+            threshold: 0.0,
+            default_left: false,
+            left: 0,
+            right: 0,
+            value,
+        };
+        let (g, h) = rows.iter().fold((0.0, 0.0), |(g, h), &r| {
+            (g + self.grad[r as usize], h + self.hess[r as usize])
+        });
+        let mut nodes = vec![leaf_node(0.0)];
+        let mut root = Leaf {
+            node: 0,
+            depth: 0,
+            hist: self.histogram(&rows),
+            rows,
+            g,
+            h,
+            best: None,
+        };
+        root.best = self.best_split(&root);
+        let mut leaves = vec![root];
+        let mut n_leaves = 1;
+        while n_leaves < p.num_leaves {
+            // The splittable leaf with the largest gain (first on ties, for determinism).
+            let mut pick: Option<usize> = None;
+            for (i, l) in leaves.iter().enumerate() {
+                if let Some(s) = l.best
+                    && pick.is_none_or(|j| s.gain > leaves[j].best.map_or(0.0, |b| b.gain))
+                {
+                    pick = Some(i);
+                }
+            }
+            let Some(i) = pick else { break };
+            let leaf = leaves.swap_remove(i);
+            let split = leaf.best.expect("picked leaves have a split");
+            importance[split.feature] += split.gain;
+            let bins = &self.binned.bins[split.feature];
+            let missing_bin = self.n_bins[split.feature];
+            let (mut left_rows, mut right_rows) = (Vec::new(), Vec::new());
+            for &r in &leaf.rows {
+                let b = bins[r as usize] as usize;
+                let left = if b == missing_bin {
+                    split.default_left
+                } else {
+                    b <= split.bin
+                };
+                if left {
+                    left_rows.push(r)
+                } else {
+                    right_rows.push(r)
+                }
+            }
+            let (left_idx, right_idx) = (nodes.len(), nodes.len() + 1);
+            nodes.push(leaf_node(0.0));
+            nodes.push(leaf_node(0.0));
+            nodes[leaf.node] = Node {
+                feature: split.feature as u32,
+                threshold: mappers[split.feature].upper[split.bin],
+                default_left: split.default_left,
+                left: left_idx as u32,
+                right: right_idx as u32,
+                value: 0.0,
+            };
+            // Histogram subtraction: build the smaller child, derive the larger.
+            let left_small = left_rows.len() <= right_rows.len();
+            let small_hist = self.histogram(if left_small { &left_rows } else { &right_rows });
+            let mut large_hist = leaf.hist;
+            for &f in &self.features {
+                for (l, s) in large_hist[f].iter_mut().zip(&small_hist[f]) {
+                    l.g -= s.g;
+                    l.h -= s.h;
+                    l.n -= s.n;
+                }
+            }
+            let (left_hist, right_hist) = if left_small {
+                (small_hist, large_hist)
+            } else {
+                (large_hist, small_hist)
+            };
+            for (node, rows, hist) in [
+                (left_idx, left_rows, left_hist),
+                (right_idx, right_rows, right_hist),
+            ] {
+                let (g, h) = rows.iter().fold((0.0, 0.0), |(g, h), &r| {
+                    (g + self.grad[r as usize], h + self.hess[r as usize])
+                });
+                let mut child = Leaf {
+                    node,
+                    depth: leaf.depth + 1,
+                    rows,
+                    hist,
+                    g,
+                    h,
+                    best: None,
+                };
+                child.best = self.best_split(&child);
+                leaves.push(child);
+            }
+            n_leaves += 1;
+        }
+        for leaf in &leaves {
+            nodes[leaf.node].value = -leaf.g / (leaf.h + p.l2) * p.learning_rate;
+            if !nodes[leaf.node].value.is_finite() {
+                nodes[leaf.node].value = 0.0;
+            }
+        }
+        let members = leaves.into_iter().map(|l| (l.node, l.rows)).collect();
+        (nodes, members)
+    }
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+fn loss(objective: Objective, y: &[f64], raw: &[f64]) -> f64 {
+    let n = y.len().max(1) as f64;
+    match objective {
+        Objective::Binary => {
+            y.iter()
+                .zip(raw)
+                // log(1 + e^z) - y z, computed without overflow.
+                .map(|(&y, &z)| z.max(0.0) + (-z.abs()).exp().ln_1p() - y * z)
+                .sum::<f64>()
+                / n
+        }
+        Objective::Regression => {
+            y.iter()
+                .zip(raw)
+                .map(|(&y, &p)| (y - p) * (y - p))
+                .sum::<f64>()
+                / n
+        }
+    }
+}
+
+/// Trains an ensemble on `x` (NaN = missing) and targets `y` (0/1 for binary).
+pub fn train(
+    x: &Matrix,
+    y: &[f64],
+    objective: Objective,
+    params: &GbtParams,
+    seed: u64,
+) -> Result<GbtModel, ModelError> {
+    params.check().map_err(ModelError::Params)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut train_rows: Vec<u32> = (0..x.rows as u32).collect();
+    let mut valid_rows: Vec<u32> = Vec::new();
+    if params.early_stopping_rounds > 0 {
+        train_rows.shuffle(&mut rng);
+        let n_valid = ((x.rows as f64) * params.validation_fraction).round() as usize;
+        valid_rows = train_rows.split_off(x.rows - n_valid.min(x.rows));
+        train_rows.sort_unstable();
+        valid_rows.sort_unstable();
+        if valid_rows.is_empty() || train_rows.is_empty() {
+            return Err(ModelError::Data(
+                "too few rows for an early-stopping validation split".into(),
+            ));
+        }
+    }
+    if train_rows.is_empty() {
+        return Err(ModelError::Data("no training rows".into()));
+    }
+    // Bins from the training rows only (at most 200k of them, like LightGBM's bin_construct_sample_cnt).
+    let mut sample = train_rows.clone();
+    if sample.len() > 200_000 {
+        sample.shuffle(&mut rng);
+        sample.truncate(200_000);
+        sample.sort_unstable();
+    }
+    let mappers: Vec<BinMapper> = (0..x.cols)
+        .map(|f| {
+            let col = x.column(f);
+            let mut values: Vec<f64> = sample.iter().map(|&r| col[r as usize]).collect();
+            BinMapper::fit(&mut values, params.max_bins)
+        })
+        .collect();
+    let binned = Binned::new(x, &mappers);
+    let n_bins: Vec<usize> = mappers.iter().map(BinMapper::n_bins).collect();
+
+    let init_score = {
+        let mean = train_rows.iter().map(|&r| y[r as usize]).sum::<f64>() / train_rows.len() as f64;
+        match objective {
+            Objective::Binary => {
+                let p = mean.clamp(1e-15, 1.0 - 1e-15);
+                (p / (1.0 - p)).ln()
+            }
+            Objective::Regression => mean,
+        }
+    };
+    let mut raw = vec![init_score; x.rows];
+    let mut grad = vec![0.0; x.rows];
+    let mut hess = vec![0.0; x.rows];
+    let mut trees: Vec<Tree> = Vec::new();
+    let mut importance = vec![0.0; x.cols];
+    let mut importance_at_best = importance.clone();
+    let mut validation_loss = Vec::new();
+    let (mut best_loss, mut best_round) = (f64::INFINITY, 0usize);
+    let valid_y: Vec<f64> = valid_rows.iter().map(|&r| y[r as usize]).collect();
+    let n_features =
+        ((x.cols as f64 * params.feature_subsample).ceil() as usize).clamp(1, x.cols.max(1));
+    let threads = match params.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let n_sample_rows = ((train_rows.len() as f64 * params.row_subsample).ceil() as usize).max(1);
+
+    for round in 0..params.n_trees {
+        for &r in &train_rows {
+            let r = r as usize;
+            match objective {
+                Objective::Binary => {
+                    let p = sigmoid(raw[r]);
+                    grad[r] = p - y[r];
+                    hess[r] = (p * (1.0 - p)).max(1e-16);
+                }
+                Objective::Regression => {
+                    grad[r] = raw[r] - y[r];
+                    hess[r] = 1.0;
+                }
+            }
+        }
+        let rows = if n_sample_rows < train_rows.len() {
+            let mut rows = train_rows.clone();
+            let (chosen, _) = rows.partial_shuffle(&mut rng, n_sample_rows);
+            let mut rows = chosen.to_vec();
+            rows.sort_unstable();
+            rows
+        } else {
+            train_rows.clone()
+        };
+        let mut features: Vec<usize> = (0..x.cols).collect();
+        if n_features < x.cols {
+            features.shuffle(&mut rng);
+            features.truncate(n_features);
+            features.sort_unstable();
+        }
+        let grower = Grower {
+            params,
+            binned: &binned,
+            n_bins: n_bins.clone(),
+            grad: &grad,
+            hess: &hess,
+            features,
+            threads,
+        };
+        let (nodes, members) = grower.grow(rows, &mappers, &mut importance);
+        let tree = Tree { nodes };
+        // Rows the tree was grown on get their leaf's value directly (their bins put them in
+        // that leaf, and a bin comparison equals the threshold comparison); the others
+        // (out of the row sample, validation rows) walk the tree.
+        let mut done = vec![false; x.rows];
+        for (node, rows) in &members {
+            let value = tree.nodes[*node].value;
+            for &r in rows {
+                raw[r as usize] += value;
+                done[r as usize] = true;
+            }
+        }
+        for r in 0..x.rows {
+            if !done[r] {
+                raw[r] += tree.predict_row(x, r);
+            }
+        }
+        trees.push(tree);
+        if params.early_stopping_rounds > 0 {
+            let valid_raw: Vec<f64> = valid_rows.iter().map(|&r| raw[r as usize]).collect();
+            let l = loss(objective, &valid_y, &valid_raw);
+            validation_loss.push(l);
+            if l < best_loss {
+                best_loss = l;
+                best_round = round + 1;
+                importance_at_best.clone_from(&importance);
+            } else if round + 1 - best_round >= params.early_stopping_rounds {
+                break;
+            }
+        } else {
+            best_round = round + 1;
+        }
+        // A random draw per round even when unused keeps later rounds' streams independent
+        // of whether subsampling is on.
+        let _: u64 = rng.random();
+    }
+    if params.early_stopping_rounds > 0 {
+        trees.truncate(best_round);
+        importance = importance_at_best;
+    }
+    Ok(GbtModel {
+        objective,
+        init_score,
+        trees,
+        gain_importance: importance,
+        validation_loss,
+        best_round,
+    })
+}

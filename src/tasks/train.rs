@@ -1,0 +1,709 @@
+//! `train`: fits a model on a table (usually a training set), evaluates it on a holdout,
+//! registers it as the next version of `registry/<model>/versions/<n>/` (artefact +
+//! `metadata.json`) and publishes the holdout predictions as a table, so anyone can
+//! recompute the metrics.
+//!
+//! The holdout is, by default, the latest rows by the timestamp column (whole timestamps, so
+//! one snapshot is never split between train and holdout); `split: {by: random}` draws it
+//! with the seed. Every check on the data (target present, not constant, two classes in each
+//! part, finite features, rows on both sides) runs before anything is written: a failed task
+//! registers nothing and publishes nothing.
+//!
+//! ```yaml
+//! - id: churn_model
+//!   kind: train
+//!   model: churn
+//!   algorithm: gbt_classifier        # gbt_regressor, logistic, linear, ridge
+//!   table: training.churn
+//!   target: churned
+//!   entity: customer_id              # default: the table's first column
+//!   timestamp: label_ts              # default: `label_ts` when the table has it
+//!   exclude: [revenue_365d]          # or `features: [...]`; default every numeric column
+//!   split: { by: time, holdout: 0.2 }
+//!   params: { n_trees: 200, learning_rate: 0.05, num_leaves: 15, early_stopping_rounds: 20 }
+//!   seed: 7
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
+use datafusion::arrow::compute::{cast, concat_batches, take};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use serde::{Deserialize, Serialize};
+
+use super::gate::{self, NewRows};
+use super::{SpecCx, TaskCx, TaskOutput, register_tables};
+use crate::diag::Diagnostic;
+use crate::exec::TaskError;
+use crate::models::{self, Algorithm, Importance, Matrix, Model, Params, metrics};
+use crate::spec::{is_identifier, is_table_name};
+use crate::stores::registry::{self, Registry};
+use crate::stores::tables::WriteMode;
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainTask {
+    /// The registered model's name (versions go to `registry/<model>/versions/<n>/`).
+    pub model: String,
+    pub algorithm: Algorithm,
+    /// The table to learn from, `zone.name` (a training set or any table).
+    pub table: String,
+    /// The label column (0/1 for classifiers).
+    pub target: String,
+    /// The entity column, kept with each holdout prediction (default: the first column).
+    #[serde(default)]
+    pub entity: Option<String>,
+    /// The timestamp column of a time split (default: `label_ts` when the table has it).
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// The feature columns, in order (default: every numeric or boolean column except the
+    /// entity, timestamp, target and `exclude`).
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// Columns left out of the default feature list.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub split: SplitSpec,
+    /// Hyperparameters of the algorithm (LightGBM's names for trees: `n_trees`,
+    /// `learning_rate`, `num_leaves`, `max_depth`, `min_data_in_leaf`, `l2`,
+    /// `row_subsample`, `feature_subsample`, `early_stopping_rounds`, …; `alpha` for linear
+    /// models).
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Seed of every random draw (split, subsampling).
+    #[serde(default)]
+    pub seed: u64,
+    /// Classification threshold for precision, recall and F1.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// The table of holdout predictions (default `models.<model>_holdout`).
+    #[serde(default)]
+    pub holdout_table: Option<String>,
+    /// Filled at load time: `params` checked against the algorithm, with defaults.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub resolved: Option<Params>,
+}
+
+fn default_threshold() -> f64 {
+    0.5
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSpec {
+    #[serde(default)]
+    pub by: SplitBy,
+    /// Share of rows held out for evaluation.
+    #[serde(default = "default_holdout")]
+    pub holdout: f64,
+}
+
+impl Default for SplitSpec {
+    fn default() -> Self {
+        SplitSpec {
+            by: SplitBy::Time,
+            holdout: default_holdout(),
+        }
+    }
+}
+
+fn default_holdout() -> f64 {
+    0.2
+}
+
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitBy {
+    /// The latest rows by the timestamp column.
+    #[default]
+    Time,
+    /// Rows drawn with the seed.
+    Random,
+}
+
+/// What `metadata.json` holds (fields in this order, so equal inputs give equal text apart
+/// from the run and time).
+#[derive(Debug, Serialize)]
+struct Metadata<'a> {
+    model: &'a str,
+    version: u64,
+    algorithm: Algorithm,
+    params: &'a Params,
+    seed: u64,
+    target: &'a str,
+    entity: &'a str,
+    timestamp: Option<&'a str>,
+    /// The model signature: feature names and Arrow types, in the order the model reads them.
+    features: Vec<FeatureSig>,
+    training: Training<'a>,
+    metrics: serde_json::Value,
+    importance: Vec<Importance>,
+    holdout_table: &'a str,
+    artefact: ArtefactSig,
+    created_at: String,
+    run_id: &'a str,
+    pipeline: &'a str,
+    task: &'a str,
+    nightjar_version: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+struct FeatureSig {
+    name: String,
+    #[serde(rename = "type")]
+    data_type: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Training<'a> {
+    table: &'a str,
+    /// The Delta version read (the stored name for a `features.<view>` table).
+    read: Vec<(String, i64)>,
+    rows: usize,
+    train_rows: usize,
+    holdout_rows: usize,
+    split: &'a SplitSpec,
+    /// With a time split: holdout rows have timestamp >= this (raw units of the column).
+    holdout_from: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ArtefactSig {
+    path: &'static str,
+    sha256: String,
+    bytes: usize,
+}
+
+impl TrainTask {
+    pub(super) fn check_spec(&mut self, cx: &SpecCx<'_>, diags: &mut Vec<Diagnostic>) {
+        if !is_identifier(&self.model) {
+            diags.push(cx.error(
+                "model",
+                format!(
+                    "`{}` is not a valid model name (letters, digits, `_`)",
+                    self.model
+                ),
+            ));
+        }
+        if !is_table_name(&self.table) {
+            diags.push(cx.error("table", format!("invalid table name `{}`", self.table)));
+        }
+        let holdout = self.holdout_table();
+        if !is_table_name(&holdout) {
+            diags.push(cx.error("holdout_table", format!("invalid table name `{holdout}`")));
+        }
+        if !(self.split.holdout > 0.0 && self.split.holdout < 1.0) {
+            diags.push(cx.error("split", "`holdout` must be between 0 and 1 (exclusive)"));
+        }
+        if !(self.threshold > 0.0 && self.threshold < 1.0) {
+            diags.push(cx.error(
+                "threshold",
+                "`threshold` must be between 0 and 1 (exclusive)",
+            ));
+        }
+        if self.features.as_ref().is_some_and(|f| f.is_empty()) {
+            diags.push(cx.error(
+                "features",
+                "list at least one feature (or leave `features` out for all)",
+            ));
+        }
+        if self.features.is_some() && !self.exclude.is_empty() {
+            diags.push(cx.error("exclude", "`exclude` applies to the default feature list; with `features`, leave the column out there"));
+        }
+        let params = serde_json::Value::Object(self.params.clone().into_iter().collect());
+        match self.algorithm.params(params) {
+            Ok(p) => self.resolved = Some(p),
+            Err(e) => diags.push(cx.error(
+                "params",
+                format!("`params` for `{}`: {e}", self.algorithm.name()),
+            )),
+        }
+    }
+
+    pub fn holdout_table(&self) -> String {
+        self.holdout_table
+            .clone()
+            .unwrap_or_else(|| format!("models.{}_holdout", self.model))
+    }
+
+    pub(super) async fn run(&self, cx: &TaskCx<'_>) -> Result<TaskOutput, TaskError> {
+        let params = self.resolved.as_ref().ok_or_else(|| {
+            cx.fail(
+                "`params` were not resolved at load time (this is a bug)",
+                false,
+            )
+        })?;
+        let holdout_table = self.holdout_table();
+        let registry = Registry::new(cx.run.engine.storage().clone());
+        // A retry or `--resume` after the registration: the version exists, do not add one.
+        if let Some(done) = self
+            .registered_by_this_run(cx, &registry, &holdout_table)
+            .await?
+        {
+            return Ok(done);
+        }
+
+        let ctx = cx.run.engine.session().map_err(|e| cx.df_error(e))?;
+        let read = register_tables(cx, &ctx, std::slice::from_ref(&self.table)).await?;
+        // Rows in a total order (every column), since a parallel scan returns them in any
+        // order and the split, the bins and the float sums depend on it.
+        let frame = ctx
+            .table(self.table.as_str())
+            .await
+            .map_err(|e| cx.df_error(e))?;
+        let order: Vec<_> = frame
+            .schema()
+            .columns()
+            .into_iter()
+            .map(|c| datafusion::prelude::col(c).sort(true, true))
+            .collect();
+        let batches = frame
+            .sort(order)
+            .map_err(|e| cx.df_error(e))?
+            .collect()
+            .await
+            .map_err(|e| cx.df_error(e))?;
+        let schema = match batches.first() {
+            Some(b) => b.schema(),
+            None => return Err(cx.fail(format!("table `{}` has no rows", self.table), false)),
+        };
+        let data = concat_batches(&schema, &batches).map_err(|e| cx.fail(e, false))?;
+        let data_error = |m: String| cx.fail(m, false);
+
+        let column = |name: &str, key: &str| -> Result<ArrayRef, TaskError> {
+            data.column_by_name(name).cloned().ok_or_else(|| {
+                data_error(format!(
+                    "table `{}` has no column `{name}` ({key})",
+                    self.table
+                ))
+            })
+        };
+        let entity = match &self.entity {
+            Some(e) => e.clone(),
+            None => schema.field(0).name().clone(),
+        };
+        let timestamp = match &self.timestamp {
+            Some(t) => Some(t.clone()),
+            None => schema
+                .column_with_name("label_ts")
+                .map(|_| "label_ts".to_string()),
+        };
+        let entity_col = column(&entity, "entity")?;
+        let target_col = column(&self.target, "target")?;
+        let ts_col = match &timestamp {
+            Some(t) => Some(column(t, "timestamp")?),
+            None => None,
+        };
+
+        let feature_names: Vec<String> = match &self.features {
+            Some(list) => list.clone(),
+            None => schema
+                .fields()
+                .iter()
+                .filter(|f| is_numeric(f.data_type()))
+                .map(|f| f.name().clone())
+                .filter(|n| {
+                    n != &entity
+                        && n != &self.target
+                        && Some(n) != timestamp.as_ref()
+                        && !self.exclude.contains(n)
+                })
+                .collect(),
+        };
+        if feature_names.is_empty() {
+            return Err(data_error(format!(
+                "table `{}` has no numeric feature columns besides the entity, timestamp and target",
+                self.table
+            )));
+        }
+        let mut signature = Vec::new();
+        let mut columns = Vec::new();
+        for name in &feature_names {
+            let array = column(name, "features")?;
+            if !is_numeric(array.data_type()) {
+                return Err(data_error(format!(
+                    "feature `{name}` is {}, not numeric or boolean",
+                    array.data_type()
+                )));
+            }
+            let values = to_f64(&array).map_err(|e| cx.fail(e, false))?;
+            if let Some(bad) = values.iter().find(|v| v.is_infinite()) {
+                return Err(data_error(format!(
+                    "feature `{name}` holds {bad}; use null for a missing value"
+                )));
+            }
+            // A NaN stored in the column (not a null) is a data error, not a missing value.
+            let nulls = array.logical_null_count();
+            if values.iter().filter(|v| v.is_nan()).count() > nulls {
+                return Err(data_error(format!(
+                    "feature `{name}` holds NaN; use null for a missing value"
+                )));
+            }
+            signature.push(FeatureSig {
+                name: name.clone(),
+                data_type: array.data_type().to_string(),
+            });
+            columns.push(values);
+        }
+        let objective = self.algorithm.objective();
+        let y = target_values(&target_col, &self.target, objective).map_err(data_error)?;
+
+        let (train_idx, holdout_idx, holdout_from) = match (self.split.by, &ts_col) {
+            (SplitBy::Time, None) => {
+                return Err(data_error(format!(
+                    "a time split needs a timestamp column: table `{}` has no `label_ts`; set `timestamp:` or `split: {{by: random}}`",
+                    self.table
+                )));
+            }
+            (SplitBy::Time, Some(ts)) => {
+                let ts = cast(ts, &DataType::Int64).map_err(|e| cx.fail(e, false))?;
+                let ts = ts
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                    .ok_or_else(|| data_error("timestamp is not castable to Int64".into()))?;
+                if ts.null_count() > 0 {
+                    return Err(data_error(format!(
+                        "timestamp column `{}` has nulls",
+                        timestamp.as_deref().unwrap_or_default()
+                    )));
+                }
+                time_split(ts.values(), self.split.holdout)
+            }
+            (SplitBy::Random, _) => random_split(data.num_rows(), self.split.holdout, self.seed),
+        };
+        if train_idx.is_empty() || holdout_idx.is_empty() {
+            return Err(data_error(format!(
+                "the split leaves {} training and {} holdout rows of {} (`split.holdout` {}); each side needs rows",
+                train_idx.len(),
+                holdout_idx.len(),
+                data.num_rows(),
+                self.split.holdout
+            )));
+        }
+        let x = Matrix::from_columns(columns);
+        let (x_train, x_holdout) = (x.take(&train_idx), x.take(&holdout_idx));
+        let y_train: Vec<f64> = train_idx.iter().map(|&i| y[i]).collect();
+        let y_holdout: Vec<f64> = holdout_idx.iter().map(|&i| y[i]).collect();
+        if objective == models::Objective::Binary {
+            for (part, ys) in [("training", &y_train), ("holdout", &y_holdout)] {
+                if ys.iter().all(|&v| v == ys[0]) {
+                    return Err(data_error(format!(
+                        "target `{}` has only class {} in the {part} rows; a classifier needs both",
+                        self.target, ys[0]
+                    )));
+                }
+            }
+        }
+
+        let started = std::time::Instant::now();
+        let algorithm = self.algorithm;
+        let (seed, model_params, names) = (self.seed, params.clone(), feature_names.clone());
+        let fitted = tokio::task::spawn_blocking(move || {
+            models::train(algorithm, &model_params, names, &x_train, &y_train, seed)
+                .map(|m| (m, x_train))
+        })
+        .await
+        .map_err(|e| cx.fail(format!("training panicked (this is a bug): {e}"), false))?;
+        let (model, x_train) =
+            fitted.map_err(|e| data_error(format!("model `{}`: {e}", self.model)))?;
+        let artefact = model.to_bytes().map_err(|e| data_error(e.to_string()))?;
+        // Score the holdout with the model as read back from its artefact: exactly what a
+        // `score` task will compute.
+        let model = Model::from_bytes(&artefact).map_err(|e| data_error(e.to_string()))?;
+        let predictions = model.predict(&x_holdout);
+        let metrics = match objective {
+            models::Objective::Binary => serde_json::to_value(
+                metrics::classification(&y_holdout, &predictions, self.threshold).ok_or_else(
+                    || data_error("the holdout has one class (this is a bug)".into()),
+                )?,
+            ),
+            models::Objective::Regression => {
+                serde_json::to_value(metrics::regression(&y_holdout, &predictions))
+            }
+        }
+        .map_err(|e| cx.fail(e, false))?;
+        let importance = model.importance(&x_train);
+        tracing::info!(
+            task = %cx.task.id,
+            model = %self.model,
+            seconds = started.elapsed().as_secs_f64(),
+            "trained"
+        );
+
+        // Claim the version, publish the holdout predictions, then register (metadata last:
+        // until it exists, the version is not visible).
+        let sha256 = registry::sha256_hex(&artefact);
+        let n_bytes = artefact.len();
+        let version = registry
+            .claim(&self.model, artefact.into())
+            .await
+            .map_err(|e| cx.store_error(e))?;
+        let holdout_batch = holdout_rows(
+            &entity,
+            &take(entity_col.as_ref(), &indices(&holdout_idx), None)
+                .map_err(|e| cx.fail(e, false))?,
+            timestamp.as_deref().zip(
+                ts_col
+                    .as_ref()
+                    .map(|t| take(t.as_ref(), &indices(&holdout_idx), None))
+                    .transpose()
+                    .map_err(|e| cx.fail(e, false))?,
+            ),
+            &self.target,
+            &y_holdout,
+            &predictions,
+            &self.model,
+            version,
+        )
+        .map_err(|e| cx.fail(e, false))?;
+        let written = gate::publish(
+            cx,
+            &holdout_table,
+            NewRows::Batches(vec![holdout_batch]),
+            WriteMode::Overwrite,
+        )
+        .await?;
+        let metadata = Metadata {
+            model: &self.model,
+            version,
+            algorithm: self.algorithm,
+            params,
+            seed: self.seed,
+            target: &self.target,
+            entity: &entity,
+            timestamp: timestamp.as_deref(),
+            features: signature,
+            training: Training {
+                table: &self.table,
+                read: read.clone(),
+                rows: data.num_rows(),
+                train_rows: train_idx.len(),
+                holdout_rows: holdout_idx.len(),
+                split: &self.split,
+                holdout_from,
+            },
+            metrics,
+            importance,
+            holdout_table: &holdout_table,
+            artefact: ArtefactSig {
+                path: registry::ARTEFACT,
+                sha256,
+                bytes: n_bytes,
+            },
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            run_id: &cx.run.run_id,
+            pipeline: &cx.run.pipeline,
+            task: &cx.task.id,
+            nightjar_version: env!("CARGO_PKG_VERSION"),
+        };
+        let mut text = serde_json::to_vec_pretty(&metadata).map_err(|e| cx.fail(e, false))?;
+        text.push(b'\n');
+        registry
+            .commit(&self.model, version, text.into())
+            .await
+            .map_err(|e| cx.store_error(e))?;
+        Ok(TaskOutput {
+            written: vec![written],
+            read,
+            exported: vec![],
+            sources: vec![],
+        })
+    }
+
+    /// This run's earlier attempt registered a version: its output (holdout table and read
+    /// versions), so the task neither registers nor publishes twice.
+    async fn registered_by_this_run(
+        &self,
+        cx: &TaskCx<'_>,
+        registry: &Registry,
+        holdout_table: &str,
+    ) -> Result<Option<TaskOutput>, TaskError> {
+        let versions = registry
+            .versions(&self.model)
+            .await
+            .map_err(|e| cx.store_error(e))?;
+        for v in versions.iter().rev() {
+            let Some(meta) = registry
+                .metadata(&self.model, *v)
+                .await
+                .map_err(|e| cx.store_error(e))?
+            else {
+                continue;
+            };
+            if meta["run_id"] == cx.run.run_id.as_str() && meta["task"] == cx.task.id.as_str() {
+                let mut done = cx
+                    .already_published(holdout_table)
+                    .await?
+                    .unwrap_or_default();
+                done.read =
+                    serde_json::from_value(meta["training"]["read"].clone()).unwrap_or_default();
+                return Ok(Some(done));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Integer, float, decimal and boolean columns.
+pub fn is_numeric(t: &DataType) -> bool {
+    t.is_numeric() || matches!(t, DataType::Boolean)
+}
+
+/// A numeric or boolean column as f64, nulls as NaN.
+pub fn to_f64(array: &ArrayRef) -> Result<Vec<f64>, datafusion::arrow::error::ArrowError> {
+    let array = match array.data_type() {
+        // Arrow casts booleans to floats directly; go through UInt8 for older kernels' sake.
+        DataType::Boolean => cast(&cast(array, &DataType::UInt8)?, &DataType::Float64)?,
+        _ => cast(array, &DataType::Float64)?,
+    };
+    let floats = array
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .ok_or_else(|| datafusion::arrow::error::ArrowError::CastError("not Float64".into()))?;
+    Ok((0..floats.len())
+        .map(|i| {
+            if floats.is_null(i) {
+                f64::NAN
+            } else {
+                floats.value(i)
+            }
+        })
+        .collect())
+}
+
+/// The target as f64: no nulls, 0/1 for a classifier, and not constant.
+fn target_values(
+    array: &ArrayRef,
+    name: &str,
+    objective: models::Objective,
+) -> Result<Vec<f64>, String> {
+    if !is_numeric(array.data_type()) {
+        return Err(format!(
+            "target `{name}` is {}, not numeric or boolean",
+            array.data_type()
+        ));
+    }
+    if array.logical_null_count() > 0 {
+        return Err(format!(
+            "target `{name}` has {} null values",
+            array.logical_null_count()
+        ));
+    }
+    let y = to_f64(array).map_err(|e| e.to_string())?;
+    if let Some(bad) = y.iter().find(|v| !v.is_finite()) {
+        return Err(format!("target `{name}` holds {bad}"));
+    }
+    if objective == models::Objective::Binary
+        && let Some(bad) = y.iter().find(|&&v| v != 0.0 && v != 1.0)
+    {
+        return Err(format!(
+            "target `{name}` holds {bad}; a classifier's target is 0/1 (or boolean)"
+        ));
+    }
+    if y.iter().all(|&v| v == y[0]) {
+        return Err(format!(
+            "target `{name}` is constant ({}) in every row",
+            y[0]
+        ));
+    }
+    Ok(y)
+}
+
+/// Rows with timestamp >= a cutoff form the holdout: the cutoff is the timestamp at the
+/// `1 − holdout` quantile of the rows, so rows sharing a timestamp stay together.
+fn time_split(ts: &[i64], holdout: f64) -> (Vec<usize>, Vec<usize>, Option<i64>) {
+    let mut sorted = ts.to_vec();
+    sorted.sort_unstable();
+    let at = ((sorted.len() as f64) * (1.0 - holdout)).floor() as usize;
+    let Some(&cutoff) = sorted.get(at.min(sorted.len().saturating_sub(1))) else {
+        return (vec![], vec![], None);
+    };
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (i, &t) in ts.iter().enumerate() {
+        if t >= cutoff {
+            test.push(i)
+        } else {
+            train.push(i)
+        }
+    }
+    (train, test, Some(cutoff))
+}
+
+fn random_split(n: usize, holdout: f64, seed: u64) -> (Vec<usize>, Vec<usize>, Option<i64>) {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut rows: Vec<usize> = (0..n).collect();
+    rows.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let n_holdout = ((n as f64) * holdout).round() as usize;
+    let mut test = rows.split_off(n - n_holdout.min(n));
+    rows.sort_unstable();
+    test.sort_unstable();
+    (rows, test, None)
+}
+
+fn indices(rows: &[usize]) -> UInt32Array {
+    UInt32Array::from_iter_values(rows.iter().map(|&r| r as u32))
+}
+
+/// `entity, [timestamp], target, score, model, version`.
+#[allow(clippy::too_many_arguments)]
+fn holdout_rows(
+    entity: &str,
+    entity_values: &ArrayRef,
+    timestamp: Option<(&str, ArrayRef)>,
+    target: &str,
+    y: &[f64],
+    score: &[f64],
+    model: &str,
+    version: u64,
+) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let n = y.len();
+    let mut fields = vec![Field::new(entity, entity_values.data_type().clone(), true)];
+    let mut columns: Vec<ArrayRef> = vec![entity_values.clone()];
+    if let Some((name, values)) = timestamp {
+        fields.push(Field::new(name, values.data_type().clone(), true));
+        columns.push(values);
+    }
+    fields.push(Field::new(target, DataType::Float64, false));
+    columns.push(Arc::new(Float64Array::from(y.to_vec())));
+    fields.push(Field::new("score", DataType::Float64, false));
+    columns.push(Arc::new(Float64Array::from(score.to_vec())));
+    fields.push(Field::new("model", DataType::Utf8, false));
+    columns.push(Arc::new(StringArray::from(vec![model; n])));
+    fields.push(Field::new("version", DataType::UInt64, false));
+    columns.push(Arc::new(UInt64Array::from(vec![version; n])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_split_keeps_each_timestamp_on_one_side() {
+        let ts = [1, 1, 2, 2, 3, 3, 3, 4, 4, 4];
+        let (train, test, cutoff) = time_split(&ts, 0.3);
+        assert_eq!(cutoff, Some(4));
+        assert_eq!(test, vec![7, 8, 9]);
+        assert_eq!(train.len(), 7);
+        // 0.45 → the 6th sorted row (3) is the cutoff: all three 3s go to the holdout.
+        let (_, test, cutoff) = time_split(&ts, 0.45);
+        assert_eq!((cutoff, test.len()), (Some(3), 6));
+    }
+
+    #[test]
+    fn a_random_split_depends_on_the_seed_only() {
+        let (a_train, a_test, _) = random_split(100, 0.2, 5);
+        let (b_train, b_test, _) = random_split(100, 0.2, 5);
+        assert_eq!((a_train.len(), a_test.len()), (80, 20));
+        assert_eq!((&a_train, &a_test), (&b_train, &b_test));
+        assert_ne!(random_split(100, 0.2, 6).1, a_test);
+    }
+}
