@@ -12,7 +12,7 @@ use arrow::array::{Array, AsArray};
 use arrow::compute::sum;
 use arrow::datatypes::{Float64Type, Int64Type};
 use nightjar::engine::Engine;
-use nightjar::features::pit::{AsofView, asof_join};
+use nightjar::features::pit::{AsofView, PitView, asof_join, pit_query};
 use nightjar::spec::units::ByteSize;
 use nightjar::spec::{EngineKind, Limits};
 use nightjar::stores::Storage;
@@ -23,6 +23,8 @@ fn main() {
     let labels = args.get(1).expect(usage);
     let features = args.get(2).expect(usage);
     let runs: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
+    // `arrow`: the in-memory operator; `sql`: the same join as one DataFusion query.
+    let mode = args.get(4).map_or("arrow", |s| s.as_str());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -45,6 +47,29 @@ fn main() {
             let ctx = engine.session().expect("session");
             ctx.register_parquet("labels", labels, Default::default()).await.expect("labels");
             ctx.register_parquet("feats", features, Default::default()).await.expect("features");
+            if mode == "sql" {
+                let view = PitView {
+                    table: "feats",
+                    entity: &entity,
+                    timestamp: "feature_ts",
+                    ttl: None,
+                    features: vec![("f1".into(), None), ("f2".into(), None)],
+                };
+                let sql = format!(
+                    "SELECT count(*) AS n, count(f1) AS matched, sum(f1) AS s1, sum(f2) AS s2 FROM ({})",
+                    pit_query("labels", "label_ts", &[view])
+                );
+                let start = Instant::now();
+                let batches = ctx.sql(&sql).await.expect("plan").collect().await.expect("run");
+                let seconds = start.elapsed().as_secs_f64();
+                let b = &batches[0];
+                let cell = |i: usize| arrow::util::display::array_value_to_string(b.column(i), 0).unwrap_or_default();
+                println!(
+                    "BENCH name=asof_nightjar_sql run={run} seconds={seconds:.3} rows={} matched={} sum_f1={} sum_f2={}",
+                    cell(0), cell(1), cell(2), cell(3)
+                );
+                continue;
+            }
             let start = Instant::now();
             // What `training_set` does: collect the labels and the view's needed columns,
             // then the Arrow as-of operator.

@@ -19,6 +19,7 @@ if [ ! -f "$DATA/labels.parquet" ]; then
 fi
 echo "nproc $(nproc); load $(cut -d' ' -f1-3 /proc/loadavg); git $(git rev-parse --short HEAD)"
 for r in $(seq "$RUNS"); do
-  /usr/bin/time -f "peak_rss_kb=%M" "$BIN" "$DATA/labels.parquet" "$DATA/features.parquet" 1 2>&1 | sed "s/run=0/run=$r/"
+  /usr/bin/time -f "peak_rss_kb=%M" "$BIN" "$DATA/labels.parquet" "$DATA/features.parquet" 1 arrow 2>&1 | sed "s/run=0/run=$r/"
+  /usr/bin/time -f "peak_rss_kb=%M" "$BIN" "$DATA/labels.parquet" "$DATA/features.parquet" 1 sql 2>&1 | sed "s/run=0/run=$r/"
   /usr/bin/time -f "peak_rss_kb=%M" $PY benches/asof/duckdb_asof.py "$DATA/labels.parquet" "$DATA/features.parquet" 1 2>&1 | sed "s/run=0/run=$r/"
 done

@@ -17,11 +17,9 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit, TimestampMi
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::{HashMap, ScalarValue};
 
-#[cfg(test)]
 use crate::contracts::{quote_ident, quote_table};
 
 /// One view as the SQL form of the join sees it.
-#[cfg(test)]
 pub struct PitView<'a> {
     /// The registered table name of the view's Delta version, e.g. `__pit_view_0`.
     pub table: &'a str,
@@ -35,7 +33,6 @@ pub struct PitView<'a> {
 /// The same join as one DataFusion query (every label column, then each view's features):
 /// the first implementation, kept as an independent reference the operator is tested
 /// against. It was 1.6x DuckDB's ASOF JOIN at 10M x 50M (BENCHMARKS.md).
-#[cfg(test)]
 pub fn pit_query(labels: &str, label_ts: &str, views: &[PitView<'_>]) -> String {
     let label_time = quote_ident(label_ts);
     let mut ctes = vec![format!(
