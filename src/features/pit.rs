@@ -5,7 +5,8 @@
 //! order and duplicates.
 //!
 //! `asof_join` does it over Arrow arrays (hash grouping by entity, binary search by time).
-//! `pit_query`, the same join as SQL, is kept for the tests as an independent reference.
+//! `pit_query`, the same join as one DataFusion query, is the independent reference the tests
+//! check the operator against and the second form `benches/asof` times.
 
 use std::sync::Arc;
 use std::time::Duration;
