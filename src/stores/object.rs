@@ -245,7 +245,9 @@ impl Storage {
                 root: dir.display().to_string(),
                 reason: e.to_string(),
             })?;
-            let probe = dir.join(".nightjar-write-probe");
+            // One probe name per process: concurrent runs on a fresh root must not remove each
+            // other's probe (seen as "not writable: No such file" under parallel starts).
+            let probe = dir.join(format!(".nightjar-write-probe-{}", std::process::id()));
             std::fs::write(&probe, b"")
                 .and_then(|_| std::fs::remove_file(&probe))
                 .map_err(|e| StoreError::Root {
