@@ -81,6 +81,15 @@ impl Engine {
         Ok(ctx)
     }
 
+    /// The same catalog, memory pool and stores as `ctx`, planning on one partition: a scan
+    /// then returns rows in table order, so a `LIMIT` without `ORDER BY` is deterministic.
+    /// A free function because a contract check receives a session, not an engine.
+    pub fn single_partition(ctx: &SessionContext) -> SessionContext {
+        let mut state = ctx.state();
+        state.config_mut().options_mut().execution.target_partitions = 1;
+        SessionContext::new_with_state(state)
+    }
+
     /// Makes a store reachable from SQL (ingest sources, export targets).
     pub fn register(&self, ctx: &SessionContext, located: &Located) {
         ctx.runtime_env()

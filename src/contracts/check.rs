@@ -335,11 +335,9 @@ impl Run<'_> {
         // partition the example rows are the first in table order, so the same data gives the
         // same report bytes. The early stop keeps this cheap when failures are common.
         let ctx = match purpose {
-            QueryPurpose::Examples => self.sequential.get_or_insert_with(|| {
-                let mut state = self.ctx.state();
-                state.config_mut().options_mut().execution.target_partitions = 1;
-                SessionContext::new_with_state(state)
-            }),
+            QueryPurpose::Examples => self
+                .sequential
+                .get_or_insert_with(|| crate::engine::Engine::single_partition(self.ctx)),
             _ => self.ctx,
         };
         let started = std::time::Instant::now();
