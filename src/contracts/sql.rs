@@ -76,14 +76,7 @@ pub fn row_predicate(kind: &RuleKind) -> Option<String> {
                     quote_literal(pattern)
                 ));
             }
-            if failures.is_empty() {
-                failures.push("FALSE".to_string());
-            }
-            format!(
-                "({} IS NOT NULL AND ({}))",
-                column(c),
-                failures.join(" OR ")
-            )
+            present_and_any(&column(c), &failures)
         }
         RuleKind::Range {
             column: c,
@@ -107,14 +100,7 @@ pub fn row_predicate(kind: &RuleKind) -> Option<String> {
                     bound_literal(value)
                 ));
             }
-            if failures.is_empty() {
-                failures.push("FALSE".to_string());
-            }
-            format!(
-                "({} IS NOT NULL AND ({}))",
-                column(c),
-                failures.join(" OR ")
-            )
+            present_and_any(&column(c), &failures)
         }
         RuleKind::Length {
             column: c,
@@ -129,14 +115,7 @@ pub fn row_predicate(kind: &RuleKind) -> Option<String> {
             if let Some(max) = max {
                 failures.push(format!("{length} > {max}"));
             }
-            if failures.is_empty() {
-                failures.push("FALSE".to_string());
-            }
-            format!(
-                "({} IS NOT NULL AND ({}))",
-                column(c),
-                failures.join(" OR ")
-            )
+            present_and_any(&column(c), &failures)
         }
         RuleKind::MultipleOf { column: c, factor } => {
             // A tolerance, because 0.3 / 0.1 is not exactly 3 in binary floating point.
@@ -154,6 +133,16 @@ pub fn row_predicate(kind: &RuleKind) -> Option<String> {
         }
     };
     Some(predicate)
+}
+
+/// A non-null value of `column` failing any of `failures` (none: never).
+fn present_and_any(column: &str, failures: &[String]) -> String {
+    let any = if failures.is_empty() {
+        "FALSE".to_string()
+    } else {
+        failures.join(" OR ")
+    };
+    format!("({column} IS NOT NULL AND ({any}))")
 }
 
 fn literal_list(values: &[String]) -> String {

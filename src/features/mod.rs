@@ -196,11 +196,7 @@ pub fn definition_version(normalized_sql: &str, entity: &[String], spec: &ViewSp
         "version": spec.version,
     });
     let digest = Sha256::digest(canonical.to_string().as_bytes());
-    digest
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
+    hex::encode(&digest[..8])
 }
 
 /// The project's views by name.

@@ -219,12 +219,8 @@ impl Tables {
         mode: WriteMode,
         meta: &CommitMeta,
     ) -> Result<Written> {
-        let log_store = self.log_store(name)?;
-        let existing = self.open(name).await?;
-        let snapshot = existing
-            .as_ref()
-            .and_then(|t| t.snapshot().ok().map(|s| s.snapshot().clone()));
-        let builder = deltalake_core::operations::write::WriteBuilder::new(log_store, snapshot)
+        let (builder, _) = self.write_builder(name).await?;
+        let builder = builder
             .with_input_plan(plan)
             .with_session_state(Arc::new(session.state()));
         self.finish_write(name, builder, mode, meta).await
@@ -239,14 +235,9 @@ impl Tables {
         predicate: datafusion::prelude::Expr,
         meta: &CommitMeta,
     ) -> Result<Written> {
-        let log_store = self.log_store(name)?;
-        let existing = self.open(name).await?;
-        let snapshot = existing
-            .as_ref()
-            .and_then(|t| t.snapshot().ok().map(|s| s.snapshot().clone()));
-        let builder = deltalake_core::operations::write::WriteBuilder::new(log_store, snapshot)
-            .with_input_batches(batches);
-        let builder = if existing.is_some() {
+        let (builder, exists) = self.write_builder(name).await?;
+        let builder = builder.with_input_batches(batches);
+        let builder = if exists {
             builder.with_replace_where(predicate)
         } else {
             builder
@@ -270,14 +261,24 @@ impl Tables {
         mode: WriteMode,
         meta: &CommitMeta,
     ) -> Result<Written> {
+        let (builder, _) = self.write_builder(name).await?;
+        let builder = builder.with_input_batches(batches);
+        self.finish_write(name, builder, mode, meta).await
+    }
+
+    /// A write of the next version of `name` (the first if the table does not exist yet, the
+    /// `bool` says which).
+    async fn write_builder(
+        &self,
+        name: &str,
+    ) -> Result<(deltalake_core::operations::write::WriteBuilder, bool)> {
         let log_store = self.log_store(name)?;
         let existing = self.open(name).await?;
         let snapshot = existing
             .as_ref()
             .and_then(|t| t.snapshot().ok().map(|s| s.snapshot().clone()));
-        let builder = deltalake_core::operations::write::WriteBuilder::new(log_store, snapshot)
-            .with_input_batches(batches);
-        self.finish_write(name, builder, mode, meta).await
+        let builder = deltalake_core::operations::write::WriteBuilder::new(log_store, snapshot);
+        Ok((builder, existing.is_some()))
     }
 
     async fn finish_write(
