@@ -244,12 +244,7 @@ fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Failure> {
 }
 
 fn validate(dir: &Path, json: bool) -> Result<Exit, Failure> {
-    let options = LoadOptions {
-        ds: today(),
-        vars: vec![],
-        only_pipeline: None,
-        interval: None,
-    };
+    let options = LoadOptions::for_day(today());
     let project = load(dir, &options)?;
     let diags = plan::check_project(&project);
     if !diags.is_empty() {
@@ -454,10 +449,8 @@ async fn run_pipeline(
     let mut previous: Option<RunState> = None;
     let (ds, vars) = if let Some(run_id) = resume {
         let options = LoadOptions {
-            ds: today(),
-            vars: vec![],
             only_pipeline: Some(pipeline.to_string()),
-            interval: None,
+            ..LoadOptions::for_day(today())
         };
         let project = load(dir, &options)?;
         let storage = open_storage(&project).await?;
@@ -906,12 +899,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 async fn runs_command(dir: &Path, command: &RunsCommand, json: bool) -> Result<Exit, Failure> {
-    let options = LoadOptions {
-        ds: today(),
-        vars: vec![],
-        only_pipeline: None,
-        interval: None,
-    };
+    let options = LoadOptions::for_day(today());
     let project = load(dir, &options)?;
     let storage = open_storage(&project).await?;
     match command {

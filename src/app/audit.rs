@@ -15,15 +15,7 @@ use crate::stores::audit::{self as log, RecordedHead};
 use crate::stores::runs;
 
 fn load_project(dir: &Path) -> Result<Project, Failure> {
-    load(
-        dir,
-        &LoadOptions {
-            ds: today(),
-            vars: vec![],
-            only_pipeline: None,
-            interval: None,
-        },
-    )
+    load(dir, &LoadOptions::for_day(today()))
 }
 
 async fn open_witness(project: &Project) -> Result<Option<Storage>, Failure> {

@@ -25,15 +25,7 @@ pub(super) struct CheckArgs<'a> {
 /// Exit 3 on a blocking violation, 0 otherwise; nothing is written.
 pub(super) async fn check(dir: &Path, args: &CheckArgs<'_>, json: bool) -> Result<Exit, Failure> {
     let ds = parse_ds(args.ds)?;
-    let project = load(
-        dir,
-        &LoadOptions {
-            ds,
-            vars: vec![],
-            only_pipeline: None,
-            interval: None,
-        },
-    )?;
+    let project = load(dir, &LoadOptions::for_day(ds))?;
     // Relative to the project, like `--data` and like `contract:` in pipelines.
     let path = if args.contract.is_absolute() {
         args.contract.to_path_buf()

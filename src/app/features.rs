@@ -12,15 +12,6 @@ use crate::features::{FeatureView, stats::FeatureStats};
 use crate::spec::LoadOptions;
 use crate::stores::tables::Tables;
 
-fn options() -> LoadOptions {
-    LoadOptions {
-        ds: today(),
-        vars: vec![],
-        only_pipeline: None,
-        interval: None,
-    }
-}
-
 /// Every stored version of a view with its materializations (current version first).
 async fn versions_of(
     tables: &Tables,
@@ -43,7 +34,7 @@ async fn versions_of(
 }
 
 pub(super) async fn list(dir: &Path, json: bool) -> Result<Exit, Failure> {
-    let project = load(dir, &options())?;
+    let project = load(dir, &LoadOptions::for_day(today()))?;
     let storage = open_storage(&project).await?;
     let tables = Tables::new(storage.clone());
     let mut rows = Vec::new();
@@ -104,7 +95,7 @@ pub(super) async fn list(dir: &Path, json: bool) -> Result<Exit, Failure> {
 }
 
 pub(super) async fn show(dir: &Path, name: &str, json: bool) -> Result<Exit, Failure> {
-    let project = load(dir, &options())?;
+    let project = load(dir, &LoadOptions::for_day(today()))?;
     let Some(view) = project.features.get(name) else {
         let known: Vec<&str> = project.features.keys().map(|s| s.as_str()).collect();
         let hint = crate::diag::did_you_mean(name, known.iter().copied())

@@ -133,15 +133,7 @@ fn holder_id() -> String {
 }
 
 fn load_project(dir: &Path) -> Result<Project, Failure> {
-    load(
-        dir,
-        &LoadOptions {
-            ds: today(),
-            vars: vec![],
-            only_pipeline: None,
-            interval: None,
-        },
-    )
+    load(dir, &LoadOptions::for_day(today()))
 }
 
 /// Builds the scheduler, with SIGTERM/Ctrl-C wired to `stop` and, after `grace` or a second

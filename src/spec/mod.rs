@@ -487,6 +487,18 @@ pub struct LoadOptions {
     pub interval: Option<template::DataInterval>,
 }
 
+impl LoadOptions {
+    /// Every pipeline for the day `ds`, no overrides: what commands that run nothing load.
+    pub fn for_day(ds: chrono::NaiveDate) -> LoadOptions {
+        LoadOptions {
+            ds,
+            vars: vec![],
+            only_pipeline: None,
+            interval: None,
+        }
+    }
+}
+
 /// Reads and checks every project file; returns every problem found, not just the first.
 pub fn load_project(dir: &Path, options: &LoadOptions) -> Result<Project, Vec<Diagnostic>> {
     let mut diags = Vec::new();

@@ -51,12 +51,7 @@ impl ContractTask {
         let failed = report.blocking_failures();
         if failed.is_empty() {
             cx.run.record_check(&cx.task.id, report, false);
-            return Ok(TaskOutput {
-                written: vec![],
-                read,
-                exported: vec![],
-                sources: vec![],
-            });
+            return Ok(TaskOutput::published(vec![], read));
         }
         let message = gate::violation_message(planned, &report, &failed);
         cx.run.record_check(&cx.task.id, report, true);

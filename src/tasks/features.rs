@@ -64,12 +64,27 @@ impl FeaturesTask {
             .as_ref()
             .ok_or_else(|| cx.fail("view was not resolved at load time (this is a bug)", false))?;
         let table = feature_table(&view.name, &view.version);
-        if let Some(done) = cx.already_published(&table).await? {
-            return Ok(done);
-        }
         let history = materializations(&cx.run.tables, &view.name, &view.version)
             .await
             .map_err(|e| cx.store_error(e))?;
+        // An earlier attempt of this run already committed: its record says what it wrote and
+        // read (the history is read anyway, so no second look at the log).
+        if let Some(done) = history.iter().rev().find(|c| {
+            c.record.run_id == cx.run.run_id
+                && c.record.pipeline == cx.run.pipeline
+                && c.record.task == cx.task.id
+        }) {
+            return Ok(TaskOutput::published(
+                vec![Written {
+                    table,
+                    version: done.delta_version,
+                    rows: done.record.rows,
+                    reused: true,
+                    facts: None,
+                }],
+                done.record.inputs.clone(),
+            ));
+        }
         let present = present_snapshots(&history);
         let ctx = cx.run.engine.session().map_err(|e| cx.df_error(e))?;
         let read = register_tables(cx, &ctx, &view.inputs).await?;
@@ -91,8 +106,8 @@ impl FeaturesTask {
         if todo.is_empty() {
             tracing::info!(view = %view.name, version = %view.version, "feature view up to date");
             let latest = history.last().map_or(0, |c| c.delta_version);
-            return Ok(TaskOutput {
-                written: vec![Written {
+            return Ok(TaskOutput::published(
+                vec![Written {
                     table,
                     version: latest,
                     rows: 0,
@@ -100,9 +115,7 @@ impl FeaturesTask {
                     facts: None,
                 }],
                 read,
-                exported: vec![],
-                sources: vec![],
-            });
+            ));
         }
 
         let mut batches: Vec<RecordBatch> = Vec::new();
@@ -123,7 +136,8 @@ impl FeaturesTask {
                 .map_err(|m| cx.fail(m, false))?;
             batches.extend(found.into_iter().filter(|b| b.num_rows() > 0));
         }
-        let feature_columns = feature_columns(view, batches.first());
+        let feature_columns =
+            feature_columns(view, batches.first().map(|b| b.schema_ref().as_ref()));
         let stats = stats::compute(&batches, &feature_columns).map_err(|m| cx.fail(m, false))?;
         let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         let record = Materialization {
@@ -158,12 +172,7 @@ impl FeaturesTask {
             .replace_where(&table, batches, predicate, &meta)
             .await
             .map_err(|e| cx.store_error(e))?;
-        Ok(TaskOutput {
-            written: vec![written],
-            read,
-            exported: vec![],
-            sources: vec![],
-        })
+        Ok(TaskOutput::published(vec![written], read))
     }
 }
 
@@ -171,16 +180,19 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The view's feature columns: declared ones, or every column but the keys and timestamp.
-pub fn feature_columns(view: &FeatureView, batch: Option<&RecordBatch>) -> Vec<String> {
+/// The view's feature columns: declared ones, or every column of `schema` but the keys and
+/// timestamp.
+pub fn feature_columns(
+    view: &FeatureView,
+    schema: Option<&arrow::datatypes::Schema>,
+) -> Vec<String> {
     if !view.spec.features.is_empty() {
         return view.spec.features.iter().map(|f| f.name.clone()).collect();
     }
-    let Some(batch) = batch else {
+    let Some(schema) = schema else {
         return vec![];
     };
-    batch
-        .schema()
+    schema
         .fields()
         .iter()
         .map(|f| f.name().clone())

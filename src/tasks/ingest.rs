@@ -218,10 +218,8 @@ impl IngestTask {
                 Err(e) => return Err(e),
             };
         Ok(TaskOutput {
-            written: vec![written],
-            read: vec![],
-            exported: vec![],
             sources,
+            ..TaskOutput::published(vec![written], vec![])
         })
     }
 
@@ -253,12 +251,7 @@ impl IngestTask {
             WriteMode::Overwrite,
         )
         .await?;
-        Ok(TaskOutput {
-            written: vec![written],
-            read: vec![],
-            exported: vec![],
-            sources: vec![],
-        })
+        Ok(TaskOutput::published(vec![written], vec![]))
     }
 
     /// Every file the source names, as full URLs, and what the store says of each (for

@@ -274,6 +274,15 @@ pub struct Exported {
 }
 
 impl TaskOutput {
+    /// Tables written and table versions read, nothing else.
+    pub fn published(written: Vec<Written>, read: Vec<(String, i64)>) -> TaskOutput {
+        TaskOutput {
+            written,
+            read,
+            ..TaskOutput::default()
+        }
+    }
+
     pub fn rows_written(&self) -> u64 {
         self.written.iter().map(|w| w.rows).sum::<u64>()
             + self.exported.iter().map(|e| e.rows).sum::<u64>()
@@ -300,12 +309,7 @@ impl TaskCx<'_> {
             .published_by(table, &self.commit_meta())
             .await
             .map_err(|e| self.store_error(e))?;
-        Ok(published.map(|w| TaskOutput {
-            written: vec![w],
-            read: vec![],
-            exported: vec![],
-            sources: vec![],
-        }))
+        Ok(published.map(|w| TaskOutput::published(vec![w], vec![])))
     }
 
     /// Fails with a message that names the task and where it is declared.

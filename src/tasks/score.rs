@@ -202,12 +202,7 @@ impl ScoreTask {
         )
         .await?;
         tracing::info!(task = %cx.task.id, model = %reference.name, version = loaded.version, rows = n, "scored");
-        Ok(TaskOutput {
-            written: vec![written],
-            read,
-            exported: vec![],
-            sources: vec![],
-        })
+        Ok(TaskOutput::published(vec![written], read))
     }
 }
 

@@ -106,12 +106,7 @@ impl SqlTask {
         };
         let plan = df.into_optimized_plan().map_err(|e| cx.df_error(e))?;
         let written = gate::publish(cx, &self.output, NewRows::Plan(ctx, plan), mode).await?;
-        Ok(TaskOutput {
-            written: vec![written],
-            read,
-            exported: vec![],
-            sources: vec![],
-        })
+        Ok(TaskOutput::published(vec![written], read))
     }
 }
 

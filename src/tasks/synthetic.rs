@@ -135,12 +135,7 @@ impl SyntheticTask {
             }
         }
         if pending.is_empty() {
-            return Ok(TaskOutput {
-                written,
-                read: vec![],
-                exported: vec![],
-                sources: vec![],
-            });
+            return Ok(TaskOutput::published(written, vec![]));
         }
 
         let mut batches = generate(&params, cx).await?;
@@ -158,12 +153,7 @@ impl SyntheticTask {
             })
             .collect();
         written.extend(gate::publish_all(cx, items).await?);
-        Ok(TaskOutput {
-            written,
-            read: vec![],
-            exported: vec![],
-            sources: vec![],
-        })
+        Ok(TaskOutput::published(written, vec![]))
     }
 }
 

@@ -509,12 +509,7 @@ impl TrainTask {
             .commit(&self.model, version, text.into())
             .await
             .map_err(|e| cx.store_error(e))?;
-        Ok(TaskOutput {
-            written: vec![written],
-            read,
-            exported: vec![],
-            sources: vec![],
-        })
+        Ok(TaskOutput::published(vec![written], read))
     }
 
     /// This run's earlier attempt registered a version: its output (holdout table and read

@@ -176,16 +176,7 @@ impl TrainingSetTask {
             };
             let schema = provider.schema();
             read.push((name, delta_version));
-            let names: Vec<String> = if view.spec.features.is_empty() {
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .filter(|n| !view.entity.contains(n) && n != &view.spec.timestamp)
-                    .collect()
-            } else {
-                feature_columns(view, None)
-            };
+            let names = feature_columns(view, Some(schema.as_ref()));
             let mut features = Vec::new();
             for f in names {
                 if !taken.insert(f.clone()) {
@@ -254,12 +245,7 @@ impl TrainingSetTask {
             WriteMode::Overwrite,
         )
         .await?;
-        Ok(TaskOutput {
-            written: vec![written],
-            read,
-            exported: vec![],
-            sources: vec![],
-        })
+        Ok(TaskOutput::published(vec![written], read))
     }
 }
 
