@@ -816,17 +816,6 @@ fn a_dead_endpoint_never_fails_the_run_nor_loses_events() {
 
 // ---- secrets ----
 
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files_under(&path, out);
-        } else {
-            out.push(path);
-        }
-    }
-}
-
 #[test]
 fn an_environment_secret_appears_nowhere_a_run_writes() {
     const SECRET: &str = "nj-test-secret-5f0c1d7e9a";
@@ -857,9 +846,8 @@ fn an_environment_secret_appears_nowhere_a_run_writes() {
         "the commands printed nothing useful"
     );
     assert!(!printed.contains(SECRET), "the secret was printed");
-    let mut files = Vec::new();
-    files_under(&dir.path().join("warehouse"), &mut files);
-    files_under(&dir.path().join("exports"), &mut files);
+    let mut files = crate::files_under(&dir.path().join("warehouse"));
+    files.extend(crate::files_under(&dir.path().join("exports")));
     assert!(
         files
             .iter()

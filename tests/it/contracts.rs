@@ -7,12 +7,12 @@
 
 use std::path::Path;
 
-use datafusion::arrow::array::{Array, Int64Array, StringArray};
-use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{Out, PROJECT_YAML, delta_versions, nightjar, project, query_table};
+use crate::{
+    Out, PROJECT_YAML, delta_versions, i64_column, nightjar, project, query_table, string_column,
+};
 
 /// The run's logical date: freshness is measured at its end, 2025-05-04T00:00 UTC.
 const DS: &str = "2025-05-03";
@@ -181,52 +181,10 @@ fn failed_rules(check: &Value) -> Vec<String> {
 
 /// Data files of a table (every version's), and files left anywhere under `tmp/`.
 fn parquet_files(dir: &Path) -> Vec<String> {
-    fn walk(dir: &Path, out: &mut Vec<String>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|x| x == "parquet") {
-                out.push(path.display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, &mut out);
-    out.sort();
-    out
-}
-
-fn i64_column(batches: &[RecordBatch], column: usize) -> Vec<Option<i64>> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let a = b
-                .column(column)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .expect("int64 column");
-            (0..a.len())
-                .map(|i| (!a.is_null(i)).then(|| a.value(i)))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn string_column(batches: &[RecordBatch], column: usize) -> Vec<String> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let a = datafusion::arrow::compute::cast(
-                b.column(column),
-                &datafusion::arrow::datatypes::DataType::Utf8,
-            )
-            .expect("cast to utf8");
-            let a = a.as_any().downcast_ref::<StringArray>().expect("utf8");
-            (0..a.len())
-                .map(|i| a.value(i).to_string())
-                .collect::<Vec<_>>()
-        })
+    crate::files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .map(|p| p.display().to_string())
         .collect()
 }
 

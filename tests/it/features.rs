@@ -5,11 +5,9 @@
 use std::path::Path;
 
 use chrono::{Days, NaiveDate};
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::Int64Type;
 use serde_json::Value;
 
-use crate::{PROJECT_YAML, nightjar, project, query_delta, query_table};
+use crate::{PROJECT_YAML, i64_column, nightjar, project, query_delta, query_table, string_column};
 
 const PIPELINE: &str = "version: 1
 tasks:
@@ -98,35 +96,6 @@ fn view_dir(dir: &Path, version: &str) -> std::path::PathBuf {
     dir.join("warehouse/features/orders_view").join(version)
 }
 
-fn i64s(batches: &[RecordBatch], column: usize) -> Vec<Option<i64>> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let a = b.column(column).as_primitive::<Int64Type>();
-            (0..a.len())
-                .map(|i| a.is_valid(i).then(|| a.value(i)))
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-fn strings(batches: &[RecordBatch], column: usize) -> Vec<String> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let a = datafusion::arrow::compute::cast(
-                b.column(column),
-                &datafusion::arrow::datatypes::DataType::Utf8,
-            )
-            .expect("cast");
-            let a = a.as_string::<i32>();
-            (0..a.len())
-                .map(|i| a.value(i).to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// The as-of instants a run for 2025-03-01 materializes with `every: 7d, history: 21d`: its
 /// own (the end of the day) and the 7-day grid counted from 1970-01-01 within 21 days.
 fn expected_snapshots() -> Vec<String> {
@@ -162,9 +131,9 @@ fn views_materialize_their_snapshots_once_and_version_by_definition() {
         &location,
         "SELECT to_char(feature_ts, '%Y-%m-%dT%H:%M:%SZ') AS ts, count(*) AS n, count(DISTINCT customer_id) AS d FROM t GROUP BY 1 ORDER BY 1",
     );
-    assert_eq!(strings(&per_snapshot, 0), expected_snapshots());
-    assert!(i64s(&per_snapshot, 1).iter().all(|n| *n == Some(200)));
-    assert_eq!(i64s(&per_snapshot, 1), i64s(&per_snapshot, 2));
+    assert_eq!(string_column(&per_snapshot, 0), expected_snapshots());
+    assert!(i64_column(&per_snapshot, 1).iter().all(|n| *n == Some(200)));
+    assert_eq!(i64_column(&per_snapshot, 1), i64_column(&per_snapshot, 2));
     assert_eq!(written["rows"], 200 * expected_snapshots().len() as u64);
 
     // Values: the own snapshot equals an independent count over raw.orders before it.
@@ -177,15 +146,15 @@ fn views_materialize_their_snapshots_once_and_version_by_definition() {
         "raw.orders",
         "SELECT customer_id, count(*) FROM t WHERE order_ts < TIMESTAMP '2025-03-02T00:00:00Z' GROUP BY customer_id ORDER BY customer_id",
     );
-    let ours: Vec<(i64, i64)> = i64s(&ours, 0)
+    let ours: Vec<(i64, i64)> = i64_column(&ours, 0)
         .into_iter()
-        .zip(i64s(&ours, 1))
+        .zip(i64_column(&ours, 1))
         .map(|(a, b)| (a.unwrap(), b.unwrap()))
         .filter(|(_, n)| *n > 0)
         .collect();
-    let theirs: Vec<(i64, i64)> = i64s(&theirs, 0)
+    let theirs: Vec<(i64, i64)> = i64_column(&theirs, 0)
         .into_iter()
-        .zip(i64s(&theirs, 1))
+        .zip(i64_column(&theirs, 1))
         .map(|(a, b)| (a.unwrap(), b.unwrap()))
         .collect();
     assert!(!theirs.is_empty());
@@ -247,7 +216,7 @@ fn views_materialize_their_snapshots_once_and_version_by_definition() {
         &view_dir(dir.path(), &new_version),
         "SELECT sum(n_orders) FROM t",
     );
-    assert!(i64s(&new, 0)[0].unwrap() < i64s(&old, 0)[0].unwrap());
+    assert!(i64_column(&new, 0)[0].unwrap() < i64_column(&old, 0)[0].unwrap());
 }
 
 fn delta_versions_of(location: &Path) -> Vec<String> {
@@ -305,8 +274,12 @@ fn training_set_rows_get_the_newest_snapshot_at_or_before_their_label_time() {
         "training.orders",
         "SELECT count(*), count(n_orders), sum(CASE WHEN n_orders = -1 THEN 1 ELSE 0 END) FROM t",
     );
-    assert_eq!(i64s(&rows, 0)[0], Some(200 * snapshots));
-    assert_eq!(i64s(&rows, 2)[0], Some(0), "no label went without a match");
+    assert_eq!(i64_column(&rows, 0)[0], Some(200 * snapshots));
+    assert_eq!(
+        i64_column(&rows, 2)[0],
+        Some(0),
+        "no label went without a match"
+    );
     // Exactly the values of the snapshot 3 days before, per customer and label.
     let training = query_table(
         &wh,
@@ -317,9 +290,9 @@ fn training_set_rows_get_the_newest_snapshot_at_or_before_their_label_time() {
         &view_dir(dir.path(), &version),
         "SELECT customer_id, n_orders, to_char(feature_ts, '%Y-%m-%dT%H:%M:%SZ') FROM t ORDER BY 3, 1",
     );
-    assert_eq!(i64s(&training, 0), i64s(&view, 0));
-    assert_eq!(i64s(&training, 1), i64s(&view, 1));
-    assert_eq!(strings(&training, 2), strings(&view, 2));
+    assert_eq!(i64_column(&training, 0), i64_column(&view, 0));
+    assert_eq!(i64_column(&training, 1), i64_column(&view, 1));
+    assert_eq!(string_column(&training, 2), string_column(&view, 2));
 }
 
 #[test]
@@ -341,8 +314,8 @@ fn labels_past_the_ttl_get_the_default() {
         "training.orders",
         "SELECT to_char(label_ts, '%Y-%m-%d'), count(*), sum(CASE WHEN n_orders = -1 THEN 1 ELSE 0 END) FROM t GROUP BY 1 ORDER BY 1",
     );
-    let days = strings(&rows, 0);
-    assert!(i64s(&rows, 1).iter().all(|c| *c == Some(200)));
+    let days = string_column(&rows, 0);
+    assert!(i64_column(&rows, 1).iter().all(|c| *c == Some(200)));
     // A label gets the default exactly when the newest snapshot at or before it is more than
     // the 8-day ttl old.
     let snapshots: Vec<NaiveDate> = expected_snapshots()
@@ -361,7 +334,7 @@ fn labels_past_the_ttl_get_the_default() {
             })
         })
         .collect();
-    assert_eq!(i64s(&rows, 2), expected, "{days:?}");
+    assert_eq!(i64_column(&rows, 2), expected, "{days:?}");
     assert!(
         expected.contains(&Some(200)) && expected.contains(&Some(0)),
         "both cases occur"
@@ -435,9 +408,9 @@ fn a_view_with_duplicate_entities_or_a_wrong_timestamp_publishes_nothing() {
         assert_eq!(out.code, 1, "{sql}\n{}", out.stderr);
         assert!(out.stderr.contains(expected), "{sql}\n{}", out.stderr);
         assert!(out.stderr.contains("orders_view"), "{}", out.stderr);
-        let published = walk(&dir.path().join("warehouse/features"))
+        let published = crate::files_under(&dir.path().join("warehouse/features"))
             .into_iter()
-            .filter(|p| p.contains("_delta_log"))
+            .filter(|p| p.to_string_lossy().contains("_delta_log"))
             .count();
         assert_eq!(published, 0, "a failed view published nothing");
         assert!(
@@ -445,21 +418,6 @@ fn a_view_with_duplicate_entities_or_a_wrong_timestamp_publishes_nothing() {
             "nothing downstream ran"
         );
     }
-}
-
-/// Every file path under `dir` (none if it does not exist).
-fn walk(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                out.extend(walk(&e.path()));
-            } else {
-                out.push(e.path().display().to_string());
-            }
-        }
-    }
-    out
 }
 
 #[test]

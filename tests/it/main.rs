@@ -240,3 +240,59 @@ pub fn sigterm_once_running(child: &std::process::Child, runs_dir: &Path) {
         .expect("kill");
     assert!(status.success());
 }
+
+/// Every file under `dir`, recursively, sorted (none if `dir` does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One Int64 column of query results, nulls as `None`.
+pub fn i64_column(
+    batches: &[datafusion::arrow::record_batch::RecordBatch],
+    column: usize,
+) -> Vec<Option<i64>> {
+    use datafusion::arrow::array::{Array, AsArray};
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b
+                .column(column)
+                .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// One column of query results as text (Arrow's cast to Utf8).
+pub fn string_column(
+    batches: &[datafusion::arrow::record_batch::RecordBatch],
+    column: usize,
+) -> Vec<String> {
+    use datafusion::arrow::array::{Array, AsArray};
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = datafusion::arrow::compute::cast(
+                b.column(column),
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            )
+            .expect("cast to utf8");
+            let a = a.as_string::<i32>();
+            (0..a.len())
+                .map(|i| a.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
