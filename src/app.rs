@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 mod audit;
 mod contract;
 mod features;
+mod models;
 mod schedule;
 
 use crate::audit::RunAudit;
@@ -208,6 +209,7 @@ async fn dispatch(cli: Cli) -> Result<Exit, Failure> {
             schedule::backfill(&g.project, pipeline, &args, timing, g.json).await
         }
         Command::Audit { command } => audit::command(&g.project, command, g.json).await,
+        Command::Models { command } => models::command(&g.project, command, g.json).await,
         Command::Lineage {
             name,
             upstream: _,

@@ -113,9 +113,15 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Where a dataset (a table, `zone.name`) came from or what it feeds, from the audit log
+    /// The model registry: versions, aliases, promotions, model cards, garbage collection
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// Where a dataset (a table `zone.name`, a feature view version, or a model version
+    /// `name@version|@alias`) came from or what it feeds, from the audit log
     Lineage {
-        /// The dataset, e.g. `staging.customer_activity`
+        /// The dataset, e.g. `staging.customer_activity` or `churn@champion`
         name: String,
         /// Datasets it was derived from (the default)
         #[arg(long, conflicts_with = "downstream")]
@@ -153,6 +159,67 @@ pub enum FeaturesCommand {
         /// The view name (the file name under features/, without .yaml)
         view: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Every model: versions, latest, aliases
+    List,
+    /// One version (default: the latest) with its metadata, files (checked) and aliases
+    Show {
+        /// `name`, `name@<version>`, `name@<alias>` or `models:/name@alias`
+        model: String,
+    },
+    /// Point an alias at a version (compare-and-swap: a concurrent move makes this fail)
+    Promote {
+        model: String,
+        version: u64,
+        #[arg(long)]
+        alias: String,
+        /// Why, for the alias history and the audit log
+        #[arg(long)]
+        reason: String,
+        /// Who (default: $NIGHTJAR_USER, else $USER)
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Point an alias back at the version it held before its last move
+    Rollback {
+        model: String,
+        #[arg(long)]
+        alias: String,
+        #[arg(long, default_value = "rollback")]
+        reason: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Which version held an alias when, who moved it and why
+    History {
+        model: String,
+        /// Only this alias (default: every alias)
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// A version's model card, with the current alias history
+    Card {
+        model: String,
+        #[arg(long, value_enum, default_value_t = CardFormat::Md)]
+        format: CardFormat,
+    },
+    /// Delete old versions that no alias points to, keeping the newest N
+    Gc {
+        model: String,
+        #[arg(long, value_name = "N")]
+        keep: usize,
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CardFormat {
+    Md,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,7 +18,7 @@ fn load_project(dir: &Path) -> Result<Project, Failure> {
     load(dir, &LoadOptions::for_day(today()))
 }
 
-async fn open_witness(project: &Project) -> Result<Option<Storage>, Failure> {
+pub(super) async fn open_witness(project: &Project) -> Result<Option<Storage>, Failure> {
     let Some(witness) = &project.config.audit.witness else {
         return Ok(None);
     };
@@ -243,6 +243,22 @@ pub(super) async fn lineage(
     let storage = open_storage(&project).await?;
     let events = all_events(&storage).await?;
     let graph = Graph::from_events(events.iter().map(|(_, e)| e));
+    // A model reference (`churn@champion`, `models:/churn/3`) names the version it selects now.
+    let resolved;
+    let name = if !graph.contains(name)
+        && let Ok(reference) = crate::stores::registry::ModelRef::parse(name)
+        && (name.contains('@') || name.starts_with("models:/"))
+    {
+        let registry = crate::stores::registry::Registry::new(storage.clone());
+        let version = registry
+            .resolve(&reference)
+            .await
+            .map_err(|e| Failure::usage(e.to_string()))?;
+        resolved = crate::stores::registry::dataset_name(&reference.name, version);
+        resolved.as_str()
+    } else {
+        name
+    };
     if !graph.contains(name) {
         return Err(Failure::usage(format!(
             "no dataset `{name}` in the audit log (no completed task read or wrote it)"

@@ -96,6 +96,8 @@ pub struct DatasetFacts {
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub checks: Vec<CheckFacts>,
+    /// A model version (`name@version`): the `model` object of nightjar's dataset facet.
+    pub model: Option<Value>,
 }
 
 /// One contract check of a dataset.
@@ -280,6 +282,12 @@ fn dataset(run: &RunInfo, d: &DatasetFacts, output: bool) -> Value {
     let mut facets = Map::new();
     let uri = if d.namespace.is_some() {
         namespace.clone()
+    } else if let Some(model) = &d.model {
+        format!(
+            "{namespace}/registry/{}/versions/{}",
+            model["name"].as_str().unwrap_or_default(),
+            model["version"]
+        )
     } else {
         table_uri(&namespace, &d.name)
     };
@@ -315,6 +323,16 @@ fn dataset(run: &RunInfo, d: &DatasetFacts, output: bool) -> Value {
         );
     }
     let mut nightjar = Map::new();
+    if let Some(model) = &d.model {
+        facets.insert(
+            "version".into(),
+            facet(
+                &standard("1-0-1", "DatasetVersionDatasetFacet"),
+                json!({"datasetVersion": model["version"].to_string()}),
+            ),
+        );
+        nightjar.insert("model".into(), model.clone());
+    }
     if let Some(version) = d.version {
         nightjar.insert("deltaVersion".into(), json!(version));
     }

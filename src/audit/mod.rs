@@ -223,6 +223,14 @@ impl RunAudit {
             d.rows = Some(exported.rows);
             outputs.push(d);
         }
+        for used in &output.models {
+            let d = model_dataset(used);
+            if used.registered {
+                outputs.push(d);
+            } else {
+                inputs.push(d);
+            }
+        }
         attach_checks(run, task, &mut inputs, &mut outputs);
         let event = self.event(
             &self.job(task),
@@ -289,6 +297,25 @@ impl RunAudit {
             return None;
         }
         wait.await.ok().flatten()
+    }
+}
+
+/// A model version read or registered by a task, as a dataset `name@version`.
+fn model_dataset(used: &crate::tasks::ModelUse) -> DatasetFacts {
+    let mut model = serde_json::json!({"name": used.model, "version": used.version});
+    if let Some(reference) = &used.reference {
+        model["reference"] = reference.as_str().into();
+    }
+    if let Some(sha) = &used.metadata_sha256 {
+        model["metadataSha256"] = sha.as_str().into();
+    }
+    if !used.promoted_to.is_empty() {
+        model["promotedTo"] = serde_json::json!(used.promoted_to);
+    }
+    DatasetFacts {
+        name: crate::stores::registry::dataset_name(&used.model, used.version),
+        model: Some(model),
+        ..Default::default()
     }
 }
 

@@ -8,6 +8,24 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The scalar fields of [`Classification`]: what a promotion gate may compare.
+pub const CLASSIFICATION_SCALARS: &[&str] = &[
+    "rows",
+    "positives",
+    "base_rate",
+    "auc",
+    "average_precision",
+    "log_loss",
+    "brier",
+    "ece",
+    "threshold",
+    "precision",
+    "recall",
+    "f1",
+];
+/// The scalar fields of [`Regression`].
+pub const REGRESSION_SCALARS: &[&str] = &["rows", "rmse", "mae", "r2", "mean_actual"];
+
 /// Metrics of a binary classifier on its holdout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Classification {
@@ -311,6 +329,32 @@ pub fn regression(y: &[f64], pred: &[f64]) -> Regression {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gate_metric_lists_are_the_scalar_fields() {
+        let scalars = |v: serde_json::Value| -> Vec<String> {
+            let mut keys: Vec<String> = v
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(_, v)| v.is_number())
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.sort();
+            keys
+        };
+        let sorted = |list: &[&str]| {
+            let mut v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+            v.sort();
+            v
+        };
+        let y = [0.0, 1.0, 0.0, 1.0];
+        let p = [0.2, 0.7, 0.4, 0.9];
+        let c = serde_json::to_value(classification(&y, &p, 0.5).unwrap()).unwrap();
+        assert_eq!(scalars(c), sorted(CLASSIFICATION_SCALARS));
+        let r = serde_json::to_value(regression(&y, &p)).unwrap();
+        assert_eq!(scalars(r), sorted(REGRESSION_SCALARS));
+    }
 
     // Values from scikit-learn's documentation and doctests.
     #[test]

@@ -6,9 +6,11 @@
 //! The artefact is JSON written from structs (fields in declaration order, floats printed by
 //! serde_json's shortest round-trip formatting), so the same rows and seed give the same bytes.
 
+pub mod card;
 pub mod gbt;
 pub mod linear;
 pub mod metrics;
+pub mod promotion;
 
 use serde::{Deserialize, Serialize};
 

@@ -25,6 +25,8 @@ pub struct PlannedTask {
     pub timeout: Option<Duration>,
     /// `pipelines/x.yaml:12:5`, for messages.
     pub location: String,
+    /// The task's `description:` (model cards quote it).
+    pub description: Option<String>,
     /// The contract gating this task's outputs.
     pub contract: Option<PlannedContract>,
 }
@@ -271,6 +273,7 @@ fn compile_pipeline(project: &Project, pipeline: &PipelineSpec) -> Result<Plan, 
                     .or(defaults.timeout)
                     .map_or(Duration::from_secs(3600), |d| d.0),
             ),
+            description: t.common.description.clone(),
             location: format!(
                 "{}:{}:{}",
                 file.path.display(),
@@ -395,6 +398,7 @@ mod tests {
             retry_delay: Duration::ZERO,
             max_retry_delay: Duration::ZERO,
             timeout: None,
+            description: None,
             location: String::new(),
             contract: None,
         }

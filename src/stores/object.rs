@@ -380,18 +380,21 @@ impl Storage {
     /// Deletes every object under `rel` (scratch space such as staged task outputs).
     pub async fn delete_prefix(&self, rel: &str) -> Result<()> {
         for key in self.list(rel).await? {
-            let path = self.path(&key);
-            match self.root.store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(source) => {
-                    return Err(StoreError::Object {
-                        path: path.to_string(),
-                        source,
-                    });
-                }
-            }
+            self.delete(&key).await?;
         }
         Ok(())
+    }
+
+    /// Deletes one object; a missing one is not an error (deletes are retried after crashes).
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        let path = self.path(rel);
+        match self.root.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(StoreError::Object {
+                path: path.to_string(),
+                source,
+            }),
+        }
     }
 }
 

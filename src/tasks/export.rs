@@ -118,10 +118,9 @@ impl ExportTask {
             rows,
         }];
         Ok(TaskOutput {
-            written: vec![],
             read,
             exported,
-            sources: vec![],
+            ..TaskOutput::default()
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod export;
 pub mod features;
 pub mod gate;
 pub mod ingest;
+pub mod register;
 pub mod score;
 pub mod sql;
 pub mod synthetic;
@@ -49,7 +50,7 @@ pub enum TaskKind {
     /// Label rows joined point-in-time to feature views.
     TrainingSet(training_set::TrainingSetTask),
     /// Train a model on a table, evaluate it on a holdout and register a version.
-    Train(train::TrainTask),
+    Train(Box<train::TrainTask>),
     /// Score every row of a table with a registered model version.
     Score(score::ScoreTask),
 }
@@ -168,11 +169,11 @@ impl TaskKind {
         }
     }
 
-    /// The model whose latest version a `score` task reads (it runs after a `train` task of
-    /// that model in the same pipeline).
+    /// The model a `score` task reads by its latest version or an alias (it runs after a
+    /// `train` task of that model in the same pipeline, which may add a version or move one).
     pub fn model_followed(&self) -> Option<String> {
         match self {
-            TaskKind::Score(t) => t.follows_latest(),
+            TaskKind::Score(t) => t.follows(),
             _ => None,
         }
     }
@@ -255,6 +256,27 @@ pub struct TaskOutput {
     /// Files read from outside the tables (an ingest's sources), for lineage down to them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceObject>,
+    /// Model versions used (`score`) or registered (`train`), for lineage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelUse>,
+}
+
+/// A model version a task read or registered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModelUse {
+    pub model: String,
+    pub version: u64,
+    /// Registered by the task (an output) rather than read (an input).
+    pub registered: bool,
+    /// The reference as the task wrote it (`churn@champion`), for a version it read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Aliases the task moved to this version (a promotion gate that passed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promoted_to: Vec<String>,
+    /// sha256 of the version's metadata.json, which lists the sha256 of every other file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_sha256: Option<String>,
 }
 
 /// A file an ingest read, as the object store described it when it was listed.

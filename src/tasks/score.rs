@@ -1,14 +1,17 @@
 //! `score`: applies a registered model version to every row of a table and writes
-//! `entity, score, model, version, scored_at` to a scores table. The model is `name`
-//! (its latest version: in a pipeline that also trains `name`, the one trained in this run,
-//! since the plan orders the `train` task first) or `name@<n>` / `name@latest`. The
-//! artefact's sha256 is checked against its metadata before use, and every feature of the
-//! model's signature must be a column of the table.
+//! `entity, score, model, version, scored_at` to a scores table. The model reference is
+//! resolved once, when the task starts: `name` or `name@latest` (the latest version: in a
+//! pipeline that also trains `name`, the one trained in this run, since the plan orders the
+//! `train` task first), `name@<n>`, `name@<alias>` (e.g. `churn@champion`, after this run's
+//! promotion gate if it has one) or MLflow's `models:/name@alias`. Every file of the version
+//! is checked against the sha256 its metadata lists before use, every feature of the model's
+//! signature must be a column of the table, and the version used is in the scores table and
+//! in the task's lineage event.
 //!
 //! ```yaml
 //! - id: churn_scores
 //!   kind: score
-//!   model: churn                     # or churn@3
+//!   model: churn@champion            # or churn, churn@3, models:/churn@champion
 //!   table: scoring.customer_features
 //!   output: scores.churn
 //! ```
@@ -16,7 +19,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
+    Array, ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
 };
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -24,18 +27,19 @@ use serde::{Deserialize, Serialize};
 
 use super::gate::{self, NewRows};
 use super::train::{is_numeric, to_f64};
-use super::{SpecCx, TaskCx, TaskOutput, register_tables};
+use super::{ModelUse, SpecCx, TaskCx, TaskOutput, register_tables};
 use crate::diag::Diagnostic;
 use crate::exec::TaskError;
 use crate::models::{Matrix, Model};
-use crate::spec::{is_identifier, is_table_name};
-use crate::stores::registry::Registry;
+use crate::spec::is_table_name;
+use crate::stores::registry::{self, ModelRef, Registry, Selector};
 use crate::stores::tables::WriteMode;
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreTask {
-    /// `name` or `name@latest` (the latest registered version), or `name@<n>`.
+    /// `name` or `name@latest` (the latest registered version), `name@<n>`, `name@<alias>`,
+    /// `models:/name@<alias>` or `models:/name/<n>`.
     pub model: String,
     /// The table to score, `zone.name` (or `features.<view>`).
     pub table: String,
@@ -44,38 +48,6 @@ pub struct ScoreTask {
     /// The entity column of `table` (default: the model's training entity).
     #[serde(default)]
     pub entity: Option<String>,
-}
-
-/// A parsed model reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelRef {
-    pub name: String,
-    /// `None`: the latest registered version.
-    pub version: Option<u64>,
-}
-
-impl ModelRef {
-    pub fn parse(text: &str) -> Result<ModelRef, String> {
-        let (name, version) = match text.split_once('@') {
-            None => (text, None),
-            Some((name, "latest")) => (name, None),
-            Some((name, v)) => match v.parse::<u64>() {
-                Ok(n) if n > 0 => (name, Some(n)),
-                _ => {
-                    return Err(format!(
-                        "`{text}`: a model reference is `name`, `name@latest` or `name@<version>` (1, 2, …); aliases come with the registry"
-                    ));
-                }
-            },
-        };
-        if !is_identifier(name) {
-            return Err(format!("`{name}` is not a valid model name"));
-        }
-        Ok(ModelRef {
-            name: name.to_string(),
-            version,
-        })
-    }
 }
 
 impl ScoreTask {
@@ -90,25 +62,31 @@ impl ScoreTask {
         }
     }
 
-    /// The model this task reads, when it follows the latest version (for the plan's edge
-    /// to a `train` task of the same model).
-    pub fn follows_latest(&self) -> Option<String> {
+    /// The model this task reads, unless it pins a version (for the plan's edge to a `train`
+    /// task of the same model, which may register a version or move an alias).
+    pub fn follows(&self) -> Option<String> {
         ModelRef::parse(&self.model)
             .ok()
-            .filter(|r| r.version.is_none())
+            .filter(|r| !matches!(r.selector, Selector::Version(_)))
             .map(|r| r.name)
     }
 
     pub(super) async fn run(&self, cx: &TaskCx<'_>) -> Result<TaskOutput, TaskError> {
         let reference = ModelRef::parse(&self.model).map_err(|e| cx.fail(e, false))?;
-        if let Some(done) = cx.already_published(&self.output).await? {
+        if let Some(mut done) = cx.already_published(&self.output).await? {
+            // Resumed after the write: the version used is in the scores table.
+            if let Some(version) = self.version_scored(cx).await? {
+                done.models.push(self.model_use(&reference, version, None));
+            }
             return Ok(done);
         }
         let registry = Registry::new(cx.run.engine.storage().clone());
-        let loaded = registry
-            .load(&reference.name, reference.version)
-            .await
-            .map_err(|e| cx.fail(format!("model `{}`: {e}", self.model), false))?;
+        let loaded = async {
+            let version = registry.resolve(&reference).await?;
+            registry.load(&reference.name, version).await
+        }
+        .await
+        .map_err(|e| cx.fail(format!("model `{}`: {e}", self.model), false))?;
         let model = Model::from_bytes(&loaded.artefact).map_err(|e| {
             cx.fail(
                 format!("model `{}` version {}: {e}", reference.name, loaded.version),
@@ -202,29 +180,50 @@ impl ScoreTask {
         )
         .await?;
         tracing::info!(task = %cx.task.id, model = %reference.name, version = loaded.version, rows = n, "scored");
-        Ok(TaskOutput::published(vec![written], read))
+        let mut output = TaskOutput::published(vec![written], read);
+        let metadata_sha256 = registry
+            .file(&reference.name, loaded.version, registry::METADATA)
+            .await
+            .map_err(|e| cx.store_error(e))?
+            .map(|bytes| registry::sha256_hex(&bytes));
+        output
+            .models
+            .push(self.model_use(&reference, loaded.version, metadata_sha256));
+        Ok(output)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn model_references() {
-        let r = |name: &str, version| ModelRef {
-            name: name.into(),
+    fn model_use(
+        &self,
+        reference: &ModelRef,
+        version: u64,
+        metadata_sha256: Option<String>,
+    ) -> ModelUse {
+        ModelUse {
+            model: reference.name.clone(),
             version,
-        };
-        assert_eq!(ModelRef::parse("churn"), Ok(r("churn", None)));
-        assert_eq!(ModelRef::parse("churn@latest"), Ok(r("churn", None)));
-        assert_eq!(ModelRef::parse("churn@3"), Ok(r("churn", Some(3))));
-        assert!(ModelRef::parse("churn@0").is_err());
-        assert!(
-            ModelRef::parse("churn@champion")
-                .unwrap_err()
-                .contains("aliases")
-        );
-        assert!(ModelRef::parse("bad name").is_err());
+            registered: false,
+            reference: Some(self.model.clone()),
+            promoted_to: Vec::new(),
+            metadata_sha256,
+        }
+    }
+
+    /// The model version recorded in the scores table this run published.
+    async fn version_scored(&self, cx: &TaskCx<'_>) -> Result<Option<u64>, TaskError> {
+        let ctx = cx.run.engine.session().map_err(|e| cx.df_error(e))?;
+        register_tables(cx, &ctx, std::slice::from_ref(&self.output)).await?;
+        let batches = ctx
+            .sql(&format!("SELECT version FROM {} LIMIT 1", self.output))
+            .await
+            .map_err(|e| cx.df_error(e))?
+            .collect()
+            .await
+            .map_err(|e| cx.df_error(e))?;
+        Ok(batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .and_then(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
+            .filter(|a| !a.is_null(0))
+            .map(|a| a.value(0)))
     }
 }

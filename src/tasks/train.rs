@@ -1,7 +1,8 @@
 //! `train`: fits a model on a table (usually a training set), evaluates it on a holdout,
-//! registers it as the next version of `registry/<model>/versions/<n>/` (artefact +
-//! `metadata.json`) and publishes the holdout predictions as a table, so anyone can
-//! recompute the metrics.
+//! registers it as the next version of `registry/<model>/versions/<n>/` (artefact, `MLmodel`,
+//! model card as Markdown and JSON, `metadata.json` with the sha256 of each) and publishes
+//! the holdout predictions as a table, so anyone can recompute the metrics. With `promote:`
+//! its gate decides whether the new version takes an alias (see `register.rs`).
 //!
 //! The holdout is, by default, the latest rows by the timestamp column (whole timestamps, so
 //! one snapshot is never split between train and holdout); `split: {by: random}` draws it
@@ -22,6 +23,9 @@
 //!   split: { by: time, holdout: 0.2 }
 //!   params: { n_trees: 200, learning_rate: 0.05, num_leaves: 15, early_stopping_rounds: 20 }
 //!   seed: 7
+//!   segments: [country]              # holdout metrics by value, in the model card
+//!   promote: { alias: champion, when: "auc >= 0.70 and auc >= champion.auc - 0.005" }
+//!   card: { owner: crm-analytics, intended_use: "...", risk_category: minimal }
 //! ```
 
 use std::collections::BTreeMap;
@@ -35,12 +39,13 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
 use super::gate::{self, NewRows};
-use super::{SpecCx, TaskCx, TaskOutput, register_tables};
+use super::register::{self, CardSpec, PromoteSpec, Promotion};
+use super::{ModelUse, SpecCx, TaskCx, TaskOutput, register_tables};
 use crate::diag::Diagnostic;
 use crate::exec::TaskError;
-use crate::models::{self, Algorithm, Importance, Matrix, Model, Params, metrics};
+use crate::models::{self, Algorithm, Importance, Matrix, Model, Params, card, metrics, promotion};
 use crate::spec::{is_identifier, is_table_name};
-use crate::stores::registry::{self, Registry};
+use crate::stores::registry::{self, FileSig, Registry};
 use crate::stores::tables::WriteMode;
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -83,10 +88,24 @@ pub struct TrainTask {
     /// The table of holdout predictions (default `models.<model>_holdout`).
     #[serde(default)]
     pub holdout_table: Option<String>,
+    /// Columns of `table` (any type) whose values slice the holdout metrics in the model
+    /// card, e.g. `[country, age_band]`; they need not be features.
+    #[serde(default)]
+    pub segments: Vec<String>,
+    /// Move an alias to the new version when its gate passes.
+    #[serde(default)]
+    pub promote: Option<PromoteSpec>,
+    /// Model card fields only people can declare (owner, intended use, risk, …).
+    #[serde(default)]
+    pub card: CardSpec,
     /// Filled at load time: `params` checked against the algorithm, with defaults.
     #[serde(skip)]
     #[schemars(skip)]
     pub resolved: Option<Params>,
+    /// Filled at load time: the parsed `promote.when`.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub gate: Option<promotion::Expr>,
 }
 
 fn default_threshold() -> f64 {
@@ -134,7 +153,9 @@ pub enum SplitBy {
 struct Metadata<'a> {
     model: &'a str,
     version: u64,
+    description: Option<&'a str>,
     algorithm: Algorithm,
+    objective: &'static str,
     params: &'a Params,
     seed: u64,
     target: &'a str,
@@ -145,13 +166,40 @@ struct Metadata<'a> {
     training: Training<'a>,
     metrics: serde_json::Value,
     importance: Vec<Importance>,
+    /// Holdout metrics by the values of each `segments` column.
+    segments: Vec<serde_json::Value>,
     holdout_table: &'a str,
-    artefact: ArtefactSig,
+    card: &'a CardSpec,
+    /// The gate's evaluation (`None` without `promote:`).
+    promotion: Option<Promotion>,
+    code: CodeVersion,
     created_at: String,
     run_id: &'a str,
     pipeline: &'a str,
     task: &'a str,
+    /// Every other file of the version with its sha256 (filled last).
+    files: Vec<FileSig>,
+}
+
+#[derive(Debug, Serialize)]
+struct CodeVersion {
     nightjar_version: &'static str,
+    /// The project's git commit, when the project is a git checkout.
+    git_commit: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct TableRead {
+    table: String,
+    delta_version: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct TimeRange {
+    column: String,
+    min: serde_json::Value,
+    max: serde_json::Value,
+    holdout_from: serde_json::Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -159,26 +207,23 @@ struct FeatureSig {
     name: String,
     #[serde(rename = "type")]
     data_type: String,
+    nullable: bool,
 }
 
 #[derive(Debug, Serialize)]
 struct Training<'a> {
     table: &'a str,
-    /// The Delta version read (the stored name for a `features.<view>` table).
-    read: Vec<(String, i64)>,
+    /// The Delta versions read (the stored name for a `features.<view>` table).
+    read: Vec<TableRead>,
+    /// The label definition (the target column; `card.label` says it in words).
+    label: &'a str,
+    time_range: Option<TimeRange>,
     rows: usize,
     train_rows: usize,
     holdout_rows: usize,
     split: &'a SplitSpec,
     /// With a time split: holdout rows have timestamp >= this (raw units of the column).
     holdout_from: Option<i64>,
-}
-
-#[derive(Debug, Serialize)]
-struct ArtefactSig {
-    path: &'static str,
-    sha256: String,
-    bytes: usize,
 }
 
 impl TrainTask {
@@ -217,6 +262,17 @@ impl TrainTask {
         if self.features.is_some() && !self.exclude.is_empty() {
             diags.push(cx.error("exclude", "`exclude` applies to the default feature list; with `features`, leave the column out there"));
         }
+        for segment in &self.segments {
+            if !is_identifier(segment) {
+                diags.push(cx.error("segments", format!("`{segment}` is not a column name")));
+            }
+        }
+        if let Some(promote) = &self.promote {
+            match register::check_promote(promote, self.algorithm.objective()) {
+                Ok(gate) => self.gate = gate,
+                Err((message, offset)) => diags.push(promote_error(cx, message, offset)),
+            }
+        }
         let params = serde_json::Value::Object(self.params.clone().into_iter().collect());
         match self.algorithm.params(params) {
             Ok(p) => self.resolved = Some(p),
@@ -225,6 +281,36 @@ impl TrainTask {
                 format!("`params` for `{}`: {e}", self.algorithm.name()),
             )),
         }
+    }
+
+    /// The model card's JSON and Markdown and the MLmodel file for `metadata`.
+    fn documents(
+        metadata: &serde_json::Value,
+        history: &[serde_json::Value],
+    ) -> Vec<(&'static str, Vec<u8>)> {
+        let model_uuid = crate::audit::event::derived_uuid(
+            metadata["run_id"].as_str().unwrap_or_default(),
+            &format!(
+                "{}@{}",
+                metadata["model"].as_str().unwrap_or_default(),
+                metadata["version"]
+            ),
+        );
+        let mut card_json =
+            serde_json::to_vec_pretty(&card::card_json(metadata, history)).unwrap_or_default();
+        card_json.push(b'\n');
+        vec![
+            (
+                registry::MLMODEL,
+                register::mlmodel_yaml(metadata, &model_uuid.to_string(), registry::ARTEFACT)
+                    .into_bytes(),
+            ),
+            (registry::CARD_JSON, card_json),
+            (
+                registry::CARD_MARKDOWN,
+                card::card_markdown(metadata, history).into_bytes(),
+            ),
+        ]
     }
 
     pub fn holdout_table(&self) -> String {
@@ -349,6 +435,7 @@ impl TrainTask {
             signature.push(FeatureSig {
                 name: name.clone(),
                 data_type: array.data_type().to_string(),
+                nullable: schema.field_with_name(name).is_ok_and(|f| f.is_nullable()),
             });
             columns.push(values);
         }
@@ -436,23 +523,71 @@ impl TrainTask {
             seconds = started.elapsed().as_secs_f64(),
             "trained"
         );
+        let holdout_take = indices(&holdout_idx);
+        let mut segments = Vec::new();
+        for name in &self.segments {
+            let values = cast(
+                &take(column(name, "segments")?.as_ref(), &holdout_take, None)
+                    .map_err(|e| cx.fail(e, false))?,
+                &DataType::Utf8,
+            )
+            .map_err(|e| data_error(format!("segment column `{name}`: {e}")))?;
+            let values = values
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| data_error(format!("segment column `{name}` is not text")))?;
+            let values: Vec<Option<String>> =
+                values.iter().map(|v| v.map(str::to_string)).collect();
+            segments.push(
+                register::segment_metrics(
+                    name,
+                    &values,
+                    &y_holdout,
+                    &predictions,
+                    objective,
+                    self.threshold,
+                )
+                .map_err(data_error)?,
+            );
+        }
+        let time_range = match (&timestamp, &ts_col) {
+            (Some(name), Some(ts)) => {
+                Some(time_range(name, ts, holdout_from).map_err(|e| cx.fail(e, false))?)
+            }
+            _ => None,
+        };
+        // The gate reads the aliases before anything is written: its verdict goes into the
+        // metadata, and the alias moves only from the generation it saw.
+        let promotion = match &self.promote {
+            Some(spec) => Some(
+                register::evaluate(&registry, &self.model, spec, self.gate.as_ref(), &metrics)
+                    .await
+                    .map_err(|e| cx.store_error(e))?,
+            ),
+            None => None,
+        };
+        let history: Vec<serde_json::Value> = registry
+            .history(&self.model)
+            .await
+            .map_err(|e| cx.store_error(e))?
+            .iter()
+            .filter_map(|r| serde_json::to_value(r).ok())
+            .collect();
 
-        // Claim the version, publish the holdout predictions, then register (metadata last:
-        // until it exists, the version is not visible).
-        let sha256 = registry::sha256_hex(&artefact);
-        let n_bytes = artefact.len();
+        // Claim the version, publish the holdout predictions, write the documents, then
+        // register (metadata last: until it exists, the version is not visible).
+        let mut files = vec![FileSig::of(registry::ARTEFACT, &artefact)];
         let version = registry
             .claim(&self.model, artefact.into())
             .await
             .map_err(|e| cx.store_error(e))?;
         let holdout_batch = holdout_rows(
             &entity,
-            &take(entity_col.as_ref(), &indices(&holdout_idx), None)
-                .map_err(|e| cx.fail(e, false))?,
+            &take(entity_col.as_ref(), &holdout_take, None).map_err(|e| cx.fail(e, false))?,
             timestamp.as_deref().zip(
                 ts_col
                     .as_ref()
-                    .map(|t| take(t.as_ref(), &indices(&holdout_idx), None))
+                    .map(|t| take(t.as_ref(), &holdout_take, None))
                     .transpose()
                     .map_err(|e| cx.fail(e, false))?,
             ),
@@ -470,10 +605,15 @@ impl TrainTask {
             WriteMode::Overwrite,
         )
         .await?;
-        let metadata = Metadata {
+        let mut metadata = Metadata {
             model: &self.model,
             version,
+            description: cx.task.description.as_deref(),
             algorithm: self.algorithm,
+            objective: match objective {
+                models::Objective::Binary => "binary",
+                models::Objective::Regression => "regression",
+            },
             params,
             seed: self.seed,
             target: &self.target,
@@ -482,7 +622,15 @@ impl TrainTask {
             features: signature,
             training: Training {
                 table: &self.table,
-                read: read.clone(),
+                read: read
+                    .iter()
+                    .map(|(table, v)| TableRead {
+                        table: table.clone(),
+                        delta_version: *v,
+                    })
+                    .collect(),
+                label: &self.target,
+                time_range,
                 rows: data.num_rows(),
                 train_rows: train_idx.len(),
                 holdout_rows: holdout_idx.len(),
@@ -491,29 +639,83 @@ impl TrainTask {
             },
             metrics,
             importance,
+            segments,
             holdout_table: &holdout_table,
-            artefact: ArtefactSig {
-                path: registry::ARTEFACT,
-                sha256,
-                bytes: n_bytes,
+            card: &self.card,
+            promotion,
+            code: CodeVersion {
+                nightjar_version: env!("CARGO_PKG_VERSION"),
+                git_commit: register::git_commit(&cx.run.project_dir),
             },
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             run_id: &cx.run.run_id,
             pipeline: &cx.run.pipeline,
             task: &cx.task.id,
-            nightjar_version: env!("CARGO_PKG_VERSION"),
+            files: Vec::new(),
         };
+        let value = serde_json::to_value(&metadata).map_err(|e| cx.fail(e, false))?;
+        for (name, bytes) in Self::documents(&value, &history) {
+            files.push(FileSig::of(name, &bytes));
+            registry
+                .put_file(&self.model, version, name, bytes.into())
+                .await
+                .map_err(|e| cx.store_error(e))?;
+        }
+        metadata.files = files;
         let mut text = serde_json::to_vec_pretty(&metadata).map_err(|e| cx.fail(e, false))?;
         text.push(b'\n');
+        let metadata_sha256 = registry::sha256_hex(&text);
         registry
             .commit(&self.model, version, text.into())
             .await
             .map_err(|e| cx.store_error(e))?;
-        Ok(TaskOutput::published(vec![written], read))
+        let promoted_to = match &metadata.promotion {
+            Some(p) if p.passed() => self.promote_registered(cx, &registry, version, p).await?,
+            _ => Vec::new(),
+        };
+        let mut output = TaskOutput::published(vec![written], read);
+        output.models.push(ModelUse {
+            model: self.model.clone(),
+            version,
+            registered: true,
+            reference: None,
+            promoted_to,
+            metadata_sha256: Some(metadata_sha256),
+        });
+        Ok(output)
     }
 
-    /// This run's earlier attempt registered a version: its output (holdout table and read
-    /// versions), so the task neither registers nor publishes twice.
+    /// Moves the alias per the gate's evaluation; a conflict fails the task.
+    async fn promote_registered(
+        &self,
+        cx: &TaskCx<'_>,
+        registry: &Registry,
+        version: u64,
+        promotion: &Promotion,
+    ) -> Result<Vec<String>, TaskError> {
+        let by = format!("run {} ({}.{})", cx.run.run_id, cx.run.pipeline, cx.task.id);
+        match register::apply(
+            registry,
+            &self.model,
+            version,
+            promotion,
+            by,
+            &cx.run.run_id,
+        )
+        .await
+        .map_err(|e| cx.store_error(e))?
+        {
+            Ok(record) => {
+                tracing::info!(task = %cx.task.id, model = %self.model, version, alias = %record.alias, "promoted");
+                Ok(vec![record.alias])
+            }
+            Err(conflict) => Err(cx.fail(conflict, false)),
+        }
+    }
+
+    /// This run's earlier attempt registered a version: its output (holdout table, read
+    /// versions, the version), so the task neither registers nor publishes twice. A
+    /// promotion the attempt did not finish is evaluated again against the alias as it is now.
     async fn registered_by_this_run(
         &self,
         cx: &TaskCx<'_>,
@@ -532,18 +734,130 @@ impl TrainTask {
             else {
                 continue;
             };
-            if meta["run_id"] == cx.run.run_id.as_str() && meta["task"] == cx.task.id.as_str() {
-                let mut done = cx
-                    .already_published(holdout_table)
-                    .await?
-                    .unwrap_or_default();
-                done.read =
-                    serde_json::from_value(meta["training"]["read"].clone()).unwrap_or_default();
-                return Ok(Some(done));
+            if meta["run_id"] != cx.run.run_id.as_str() || meta["task"] != cx.task.id.as_str() {
+                continue;
             }
+            let mut done = cx
+                .already_published(holdout_table)
+                .await?
+                .unwrap_or_default();
+            done.read = meta["training"]["read"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|r| {
+                    Some((
+                        r["table"].as_str()?.to_string(),
+                        r["delta_version"].as_i64()?,
+                    ))
+                })
+                .collect();
+            let mut promoted_to = Vec::new();
+            if let Some(spec) = &self.promote {
+                let history = registry
+                    .alias_history(&self.model, &spec.alias)
+                    .await
+                    .map_err(|e| cx.store_error(e))?;
+                let moved = history.iter().any(|r| {
+                    r.version == Some(*v) && r.run_id.as_deref() == Some(cx.run.run_id.as_str())
+                });
+                if moved {
+                    promoted_to.push(spec.alias.clone());
+                } else {
+                    let promotion = register::evaluate(
+                        registry,
+                        &self.model,
+                        spec,
+                        self.gate.as_ref(),
+                        &meta["metrics"],
+                    )
+                    .await
+                    .map_err(|e| cx.store_error(e))?;
+                    if promotion.passed() {
+                        promoted_to = self
+                            .promote_registered(cx, registry, *v, &promotion)
+                            .await?;
+                    }
+                }
+            }
+            let metadata_sha256 = registry
+                .file(&self.model, *v, registry::METADATA)
+                .await
+                .map_err(|e| cx.store_error(e))?
+                .map(|b| registry::sha256_hex(&b));
+            done.models.push(ModelUse {
+                model: self.model.clone(),
+                version: *v,
+                registered: true,
+                reference: None,
+                promoted_to,
+                metadata_sha256,
+            });
+            return Ok(Some(done));
         }
         Ok(None)
     }
+}
+
+/// Where a `promote:` problem is: the gate's character in `when` when the scalar is on one
+/// line, else the field.
+fn promote_error(cx: &SpecCx<'_>, message: String, offset: Option<usize>) -> Diagnostic {
+    use crate::spec::yaml::{NodeKind, ScalarStyle};
+    let promote = cx.node.get("promote");
+    let field = if offset.is_some() { "when" } else { "alias" };
+    let node = promote.and_then(|p| p.get(field));
+    let mut pos = node.or(promote).map_or(cx.node.pos, |n| n.pos);
+    if let (Some(offset), Some(node)) = (offset, node) {
+        let shift = match &node.kind {
+            NodeKind::Scalar(_, ScalarStyle::Plain) => Some(0),
+            NodeKind::Scalar(s, ScalarStyle::Quoted) if !s.contains(['\\', '\'', '"']) => Some(1),
+            _ => None,
+        };
+        if let Some(shift) = shift {
+            pos.col += (offset + shift) as u32;
+        }
+        return cx.file.diag(pos, format!("`promote.when`: {message}"));
+    }
+    cx.file.diag(pos, format!("`promote.{field}`: {message}"))
+}
+
+/// The label timestamps' range, as the column displays them.
+fn time_range(
+    name: &str,
+    ts: &ArrayRef,
+    holdout_from: Option<i64>,
+) -> Result<TimeRange, datafusion::arrow::error::ArrowError> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    let raw = cast(ts, &DataType::Int64)?;
+    let raw = raw
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int64Array>()
+        .ok_or_else(|| datafusion::arrow::error::ArrowError::CastError("not Int64".into()))?;
+    let at = |pick: &dyn Fn(i64, i64) -> bool| -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for i in 0..raw.len() {
+            if raw.is_valid(i) && best.is_none_or(|b| pick(raw.value(i), raw.value(b))) {
+                best = Some(i);
+            }
+        }
+        best
+    };
+    let show =
+        |i: Option<usize>| -> Result<serde_json::Value, datafusion::arrow::error::ArrowError> {
+            Ok(match i {
+                Some(i) => serde_json::Value::String(array_value_to_string(ts, i)?),
+                None => serde_json::Value::Null,
+            })
+        };
+    let from =
+        holdout_from.and_then(|c| (0..raw.len()).find(|&i| raw.is_valid(i) && raw.value(i) == c));
+    Ok(TimeRange {
+        column: name.to_string(),
+        min: show(at(&|a, b| a < b))?,
+        max: show(at(&|a, b| a > b))?,
+        holdout_from: show(from)?,
+    })
 }
 
 /// Integer, float, decimal and boolean columns.

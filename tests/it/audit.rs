@@ -53,7 +53,7 @@ fn run_small(dir: &Path) -> Value {
     serde_json::from_str(&out.stdout).expect("run state json")
 }
 
-fn events(dir: &Path) -> Vec<Value> {
+pub(crate) fn events(dir: &Path) -> Vec<Value> {
     let out = nightjar(dir, &["audit", "log", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     serde_json::from_str(&out.stdout).expect("audit log json")
@@ -116,6 +116,10 @@ fn demo_events_validate_against_the_openlineage_schema() {
         "2025-05-01",
         "--var",
         "days=60",
+        "--var",
+        "min_churn_auc=0",
+        "--var",
+        "min_ltv_r2=-1e9",
     ];
     let ok = nightjar(
         dir.path(),

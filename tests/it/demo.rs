@@ -64,6 +64,10 @@ fn demo_pipeline_runs_end_to_end_and_reruns_idempotently() {
             "customers=300",
             "--var",
             "days=60",
+            "--var",
+            "min_churn_auc=0",
+            "--var",
+            "min_ltv_r2=-1e9",
             "--json",
         ],
     );
@@ -199,6 +203,10 @@ fn demo_pipeline_runs_end_to_end_and_reruns_idempotently() {
             "customers=300",
             "--var",
             "days=60",
+            "--var",
+            "min_churn_auc=0",
+            "--var",
+            "min_ltv_r2=-1e9",
             "--json",
         ],
     );

@@ -7,6 +7,7 @@ mod demo;
 mod features;
 mod ingest_export;
 mod models;
+mod registry;
 mod schedule;
 mod schema;
 

@@ -61,7 +61,7 @@ fn demo_churn_model_beats_the_baseline_and_its_metrics_recompute_from_the_holdou
     let meta = metadata(&warehouse, "churn", 1);
     assert_eq!(meta["algorithm"], "gbt_classifier");
     assert_eq!(meta["training"]["table"], "training.churn");
-    assert_eq!(meta["training"]["read"][0][0], "training.churn");
+    assert_eq!(meta["training"]["read"][0]["table"], "training.churn");
     let metrics = &meta["metrics"];
     let auc = metrics["auc"].as_f64().unwrap();
     let base_rate = metrics["base_rate"].as_f64().unwrap();
@@ -92,10 +92,12 @@ fn demo_churn_model_beats_the_baseline_and_its_metrics_recompute_from_the_holdou
     // The artefact is the one the metadata describes.
     let artefact = std::fs::read(warehouse.join("registry/churn/versions/1/model.json")).unwrap();
     use sha2::Digest;
+    assert_eq!(meta["files"][0]["path"], "model.json");
     assert_eq!(
-        meta["artefact"]["sha256"],
+        meta["files"][0]["sha256"],
         hex::encode(sha2::Sha256::digest(&artefact))
     );
+    assert_eq!(meta["files"][0]["bytes"], artefact.len());
 
     // AUC, log-loss and the positives recomputed from the holdout table by an independent
     // implementation.
@@ -167,7 +169,7 @@ fn demo_churn_model_beats_the_baseline_and_its_metrics_recompute_from_the_holdou
     assert!(0.0 < lo && lo < hi && hi < 1.0, "{lo} {hi}");
 }
 
-const ROWS_SQL: &str = "
+pub(crate) const ROWS_SQL: &str = "
   - id: rows
     kind: sql
     output: data.rows
@@ -185,7 +187,7 @@ const ROWS_SQL: &str = "
 ";
 
 /// A project whose pipeline writes `data.rows` (200 rows) and then runs `task`.
-fn train_project(task: &str) -> tempfile::TempDir {
+pub(crate) fn train_project(task: &str) -> tempfile::TempDir {
     let pipeline = format!("version: 1\ntasks:{ROWS_SQL}{task}");
     project(&[
         ("nightjar.yaml", PROJECT_YAML),
