@@ -98,6 +98,8 @@ pub struct DatasetFacts {
     pub checks: Vec<CheckFacts>,
     /// A model version (`name@version`): the `model` object of nightjar's dataset facet.
     pub model: Option<Value>,
+    /// Which input columns each column of this output comes from.
+    pub column_lineage: Option<super::columns::ColumnLineage>,
 }
 
 /// One contract check of a dataset.
@@ -319,6 +321,32 @@ fn dataset(run: &RunInfo, d: &DatasetFacts, output: bool) -> Value {
             facet(
                 &standard("1-0-1", "DatasetVersionDatasetFacet"),
                 json!({"datasetVersion": version.to_string()}),
+            ),
+        );
+    }
+    if let Some(lineage) = &d.column_lineage {
+        let input = |s: &super::columns::Source| {
+            json!({
+                "namespace": run.namespace,
+                "name": s.table,
+                "field": s.column,
+                "transformations": [{"type": s.kind, "subtype": s.subtype}],
+            })
+        };
+        let fields: Map<String, Value> = lineage
+            .fields
+            .iter()
+            .map(|(name, sources)| {
+                let inputs: Vec<Value> = sources.iter().map(input).collect();
+                (name.clone(), json!({ "inputFields": inputs }))
+            })
+            .collect();
+        let dataset: Vec<Value> = lineage.dataset.iter().map(input).collect();
+        facets.insert(
+            "columnLineage".into(),
+            facet(
+                &standard("1-2-0", "ColumnLineageDatasetFacet"),
+                json!({"fields": fields, "dataset": dataset}),
             ),
         );
     }

@@ -21,6 +21,7 @@
 //! was ~29% of a 500-task run's profile), so a START lingers up to 200 ms for company and the
 //! chain head is recorded outside the chain once per run, not per segment.
 
+pub mod columns;
 pub mod event;
 pub mod forward;
 pub mod lineage;
@@ -217,6 +218,44 @@ impl RunAudit {
             d.files = Some(facts.files);
             d.fields = facts.columns;
             d.fingerprint = Some(facts.fingerprint);
+        }
+        if let (Some(lineage), [written]) = (&output.column_lineage, output.written.as_slice()) {
+            // Input tables as the events name them: a feature view by its version.
+            let stored: std::collections::BTreeMap<&str, &str> = output
+                .read
+                .iter()
+                .filter_map(|(name, _)| Some((name.split_once('@')?.0, name.as_str())))
+                .collect();
+            let mut lineage = lineage.clone();
+            let rename = |s: &mut columns::Source| {
+                if let Some(name) = stored.get(s.table.as_str()) {
+                    s.table = name.to_string();
+                }
+            };
+            lineage.fields = lineage
+                .fields
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        v.into_iter()
+                            .map(|mut s| {
+                                rename(&mut s);
+                                s
+                            })
+                            .collect(),
+                    )
+                })
+                .collect();
+            lineage.dataset = lineage
+                .dataset
+                .into_iter()
+                .map(|mut s| {
+                    rename(&mut s);
+                    s
+                })
+                .collect();
+            facts_mut(&mut outputs, &written.table).column_lineage = Some(lineage);
         }
         for exported in &output.exported {
             let mut d = self.file_dataset(&exported.target);

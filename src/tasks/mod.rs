@@ -259,6 +259,10 @@ pub struct TaskOutput {
     /// Model versions used (`score`) or registered (`train`), for lineage.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelUse>,
+    /// The query's column lineage (`sql`), for the output's lineage event; not kept in the
+    /// run state, so a resumed run's event of an already published version lacks it.
+    #[serde(skip)]
+    pub column_lineage: Option<crate::audit::columns::ColumnLineage>,
 }
 
 /// A model version a task read or registered.

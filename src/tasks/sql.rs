@@ -104,9 +104,12 @@ impl SqlTask {
             SqlMode::Overwrite => WriteMode::Overwrite,
             SqlMode::Append => WriteMode::Append,
         };
+        let column_lineage = crate::audit::columns::column_lineage(df.logical_plan());
         let plan = df.into_optimized_plan().map_err(|e| cx.df_error(e))?;
         let written = gate::publish(cx, &self.output, NewRows::Plan(ctx, plan), mode).await?;
-        Ok(TaskOutput::published(vec![written], read))
+        let mut output = TaskOutput::published(vec![written], read);
+        output.column_lineage = Some(column_lineage);
+        Ok(output)
     }
 }
 

@@ -211,6 +211,51 @@ fn demo_events_validate_against_the_openlineage_schema() {
             ("staging.sessions", 0)
         ]
     );
+    // Column lineage from the SQL task's plan: a computed column, a copied one, the filter.
+    let orders = event_of(&events, "COMPLETE", "marketing_nightly.staging_orders");
+    let lineage = &output(orders, "staging.orders")["facets"]["columnLineage"];
+    let fields = &lineage["fields"];
+    let field = |name: &str| -> Vec<(String, String, String)> {
+        fields[name]["inputFields"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no lineage for `{name}`: {lineage}"))
+            .iter()
+            .map(|i| {
+                (
+                    format!(
+                        "{}.{}",
+                        i["name"].as_str().unwrap(),
+                        i["field"].as_str().unwrap()
+                    ),
+                    i["transformations"][0]["type"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    i["transformations"][0]["subtype"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    let t = |c: &str, k: &str, s: &str| (c.to_string(), k.to_string(), s.to_string());
+    assert_eq!(
+        field("order_id"),
+        [t("raw.orders.order_id", "DIRECT", "IDENTITY")]
+    );
+    assert_eq!(
+        field("order_date"),
+        [t("raw.orders.order_ts", "DIRECT", "TRANSFORMATION")]
+    );
+    assert_eq!(
+        lineage["dataset"],
+        serde_json::json!([{
+            "namespace": orders["outputs"][0]["namespace"],
+            "name": "raw.orders", "field": "returned",
+            "transformations": [{"type": "INDIRECT", "subtype": "FILTER"}],
+        }])
+    );
     let activity = output(complete, "staging.customer_activity");
     let warehouse =
         url::Url::from_directory_path(dir.path().canonicalize().unwrap().join("warehouse"))
