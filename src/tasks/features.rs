@@ -119,15 +119,18 @@ impl FeaturesTask {
         }
 
         let mut batches: Vec<RecordBatch> = Vec::new();
+        // Every snapshot runs the same query but for its date: one plan gives the lineage.
+        let mut column_lineage = None;
         for as_of in &todo {
             let sql = view.sql_as_of(*as_of);
-            let found = ctx
+            let df = ctx
                 .sql(&sql)
                 .await
-                .map_err(|e| cx.fail(format!("view `{}`: {e}", view.name), false))?
-                .collect()
-                .await
-                .map_err(|e| cx.df_error(e))?;
+                .map_err(|e| cx.fail(format!("view `{}`: {e}", view.name), false))?;
+            if column_lineage.is_none() {
+                column_lineage = Some(crate::audit::columns::column_lineage(df.logical_plan()));
+            }
+            let found = df.collect().await.map_err(|e| cx.df_error(e))?;
             for batch in &found {
                 check_snapshot(view, batch, *as_of).map_err(|m| cx.fail(m, false))?;
             }
@@ -172,7 +175,9 @@ impl FeaturesTask {
             .replace_where(&table, batches, predicate, &meta)
             .await
             .map_err(|e| cx.store_error(e))?;
-        Ok(TaskOutput::published(vec![written], read))
+        let mut output = TaskOutput::published(vec![written], read);
+        output.column_lineage = column_lineage;
+        Ok(output)
     }
 }
 

@@ -259,7 +259,7 @@ pub struct TaskOutput {
     /// Model versions used (`score`) or registered (`train`), for lineage.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelUse>,
-    /// The query's column lineage (`sql`), for the output's lineage event; not kept in the
+    /// The query's column lineage (`sql`, `features`), for the output's lineage event; not kept in the
     /// run state, so a resumed run's event of an already published version lacks it.
     #[serde(skip)]
     pub column_lineage: Option<crate::audit::columns::ColumnLineage>,

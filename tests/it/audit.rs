@@ -256,6 +256,36 @@ fn demo_events_validate_against_the_openlineage_schema() {
             "transformations": [{"type": "INDIRECT", "subtype": "FILTER"}],
         }])
     );
+    // A feature view's lineage: revenue from order amounts (aggregated), tenure from signup.
+    let rfm = event_of(&events, "COMPLETE", "marketing_nightly.rfm_features");
+    let rfm_fields = &rfm["outputs"][0]["facets"]["columnLineage"]["fields"];
+    let sources = |name: &str| -> Vec<String> {
+        rfm_fields[name]["inputFields"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no lineage for `{name}`: {rfm_fields}"))
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}.{} {}",
+                    i["name"].as_str().unwrap(),
+                    i["field"].as_str().unwrap(),
+                    i["transformations"][0]["subtype"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        sources("revenue_365d"),
+        ["staging.orders.amount AGGREGATION"]
+    );
+    assert_eq!(
+        sources("tenure_days"),
+        ["raw.customers.signup_date TRANSFORMATION"]
+    );
+    assert_eq!(
+        sources("customer_id"),
+        ["raw.customers.customer_id IDENTITY"]
+    );
     let activity = output(complete, "staging.customer_activity");
     let warehouse =
         url::Url::from_directory_path(dir.path().canonicalize().unwrap().join("warehouse"))
