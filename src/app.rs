@@ -447,31 +447,59 @@ async fn run_pipeline(
     resume: Option<&str>,
     json: bool,
 ) -> Result<Exit, Failure> {
-    // Resume takes ds and vars from the run it continues: the same interval, the same inputs.
-    let mut previous: Option<RunState> = None;
-    let (ds, vars) = if let Some(run_id) = resume {
-        let options = LoadOptions {
+    // Loaded for the storage root and the pipeline's name; the run compiles its own. A new
+    // run's overrides are applied already, as a param may need one.
+    let options = match resume {
+        Some(_) => LoadOptions::for_day(today()),
+        None => LoadOptions {
+            vars: parse_vars(&args.vars)?,
+            ..LoadOptions::for_day(parse_ds(args.ds.as_deref())?)
+        },
+    };
+    let project = load(
+        dir,
+        &LoadOptions {
             only_pipeline: Some(pipeline.to_string()),
-            ..LoadOptions::for_day(today())
-        };
-        let project = load(dir, &options)?;
-        let storage = open_storage(&project).await?;
-        let state = runs::load(&storage, pipeline, run_id)
-            .await
-            .map_err(|e| Failure::usage(e.to_string()))?
-            .ok_or_else(|| Failure::usage(format!("no run `{run_id}` of pipeline `{pipeline}`")))?;
+            ..options
+        },
+    )?;
+    let storage = open_storage(&project).await?;
+    // Resume takes ds and vars from the run it continues: the same interval, the same inputs.
+    let load_previous = |run_id: &str| {
+        let storage = storage.clone();
+        let run_id = run_id.to_string();
+        async move {
+            runs::load(&storage, pipeline, &run_id)
+                .await
+                .map_err(|e| Failure::usage(e.to_string()))?
+                .ok_or_else(|| {
+                    Failure::usage(format!("no run `{run_id}` of pipeline `{pipeline}`"))
+                })
+        }
+    };
+    let (ds, vars) = if let Some(run_id) = resume {
+        let state = load_previous(run_id).await?;
         if args.ds.as_deref().is_some_and(|d| d != state.ds) {
             return Err(Failure::usage(format!(
                 "run `{run_id}` has ds {}; `--resume` keeps it (drop `--ds`)",
                 state.ds
             )));
         }
-        let ds = parse_ds(Some(&state.ds))?;
-        let vars = state.vars.clone();
-        previous = Some(state);
-        (ds, vars)
+        (parse_ds(Some(&state.ds))?, state.vars)
     } else {
         (parse_ds(args.ds.as_deref())?, parse_vars(&args.vars)?)
+    };
+
+    // An unknown pipeline takes no lock: the run below reports it.
+    let mut lock = if project.pipelines.iter().any(|p| p.name == pipeline) {
+        Some(schedule::take_run_lock(&storage, pipeline, ds).await?)
+    } else {
+        None
+    };
+    // Read again under the lock: the run state another `nightjar run` had until now.
+    let previous = match resume {
+        Some(run_id) => Some(load_previous(run_id).await?),
+        None => None,
     };
 
     let cancel = CancellationToken::new();
@@ -488,7 +516,14 @@ async fn run_pipeline(
         run_id: None,
         previous,
     };
-    let result = execute_run(dir, pipeline, args, request, cancel, json, true).await;
+    let run = execute_run(dir, pipeline, args, request, cancel.clone(), json, true);
+    let result = match &mut lock {
+        Some(lock) => lock.hold(&storage, &cancel, run).await,
+        None => run.await,
+    };
+    if let Some(lock) = lock {
+        lock.release(&storage).await;
+    }
     signal_task.abort();
     result.map(|(exit, _)| exit)
 }

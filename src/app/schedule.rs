@@ -2,6 +2,7 @@
 //! interval's run is an ordinary run in this process (`execute_run`), with the interval's
 //! dates in its templates and a run id the scheduler chose and recorded first.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use crate::cli::{RunArgs, ScheduleArgs};
 use crate::exec;
 use crate::schedule::PipelineSchedule;
 use crate::schedule::clock::{Clock, SystemClock};
-use crate::schedule::lease::LeaseTiming;
+use crate::schedule::lease::{self, Acquired, Lease, LeaseKey, LeaseTiming};
 use crate::schedule::scheduler::{
     IntervalOutcome, IntervalResult, LaunchRequest, Launcher, RunOutcome, Scheduler,
 };
@@ -130,6 +131,62 @@ fn holder_id() -> String {
         .map_or_else(|| "localhost".to_string(), |h| h.trim().to_string());
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{host}:{}:{}", std::process::id(), &random[..8])
+}
+
+/// The run lock a `nightjar run` holds (see `take_run_lock`), renewed while the run runs.
+pub(super) struct RunLock {
+    lease: Lease,
+    clock: SystemClock,
+}
+
+/// Takes `pipeline`'s run lock, the lease `locks/<pipeline>/` (the scheduler's leases, keyed
+/// by pipeline instead of interval), so that two `nightjar run` of one pipeline never run at
+/// once: they would replace the same tables and race for the same run state. The second
+/// fails at once, before anything ran (exit 2), naming the holder. Schedules and backfills
+/// hold interval leases instead: a backfill may run several intervals of a pipeline at once.
+pub(super) async fn take_run_lock(
+    storage: &Storage,
+    pipeline: &str,
+    ds: NaiveDate,
+) -> Result<RunLock, Failure> {
+    let clock = SystemClock::default();
+    let key = LeaseKey::run(pipeline, ds.and_time(chrono::NaiveTime::MIN).and_utc());
+    let acquired = lease::acquire_key(storage, &clock, LeaseTiming::default(), &holder_id(), &key)
+        .await
+        .map_err(|e| Failure::usage(format!("cannot take the run lock of `{pipeline}`: {e}")))?;
+    match acquired {
+        Acquired::Yes(lease) => Ok(RunLock { lease, clock }),
+        Acquired::HeldBy { holder, expires_at } => Err(Failure::usage(format!(
+            "pipeline `{pipeline}` is already running (its run lock is held by `{holder}` until {}, renewed while that run lasts); nothing was run",
+            format_instant(expires_at)
+        ))),
+    }
+}
+
+impl RunLock {
+    /// Runs `work` under the lock; if the lock is lost (this process stalled past its
+    /// expiry and another run took it), `cancel` stops the run.
+    pub(super) async fn hold<T>(
+        &mut self,
+        storage: &Storage,
+        cancel: &CancellationToken,
+        work: impl Future<Output = T>,
+    ) -> T {
+        let timing = LeaseTiming::default();
+        let (output, _lost) = self
+            .lease
+            .hold(storage, &self.clock, timing, cancel, work)
+            .await;
+        output
+    }
+
+    /// Frees the lock for the next run at once. A failure only costs the next run the wait
+    /// for the expiry (or less, on this machine: a dead holder's lock is taken over).
+    pub(super) async fn release(self, storage: &Storage) {
+        if let Err(e) = self.lease.release(storage, &self.clock).await {
+            tracing::warn!("cannot release the run lock: {e}");
+        }
+    }
 }
 
 fn load_project(dir: &Path) -> Result<Project, Failure> {

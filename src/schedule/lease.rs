@@ -16,9 +16,12 @@
 //! overlap with the next holder until its next heartbeat notices the newer generation and
 //! cancels its run. The TTL is therefore several heartbeats long.
 
+use std::future::Future;
+
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use super::Interval;
 use super::clock::Clock;
@@ -54,6 +57,9 @@ pub struct LeaseRecord {
     /// Given up by its holder: free at once, whatever the clocks of other machines say.
     #[serde(default)]
     pub released: bool,
+    /// The holder's process, when it could be identified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<HolderProcess>,
 }
 
 /// A lease this process holds.
@@ -74,8 +80,69 @@ pub enum Acquired {
     },
 }
 
-fn lease_dir(pipeline: &str, interval: &Interval) -> String {
-    format!("schedule/{pipeline}/leases/{}", interval.key())
+/// What a lease guards, and where its generations live.
+#[derive(Debug, Clone)]
+pub struct LeaseKey {
+    dir: String,
+    pipeline: String,
+    interval_start: DateTime<Utc>,
+}
+
+impl LeaseKey {
+    /// One scheduled interval of a pipeline: `schedule/<pipeline>/leases/<interval>/`.
+    pub fn interval(pipeline: &str, interval: &Interval) -> LeaseKey {
+        LeaseKey {
+            dir: format!("schedule/{pipeline}/leases/{}", interval.key()),
+            pipeline: pipeline.to_string(),
+            interval_start: interval.start,
+        }
+    }
+
+    /// The run lock of a pipeline, whatever interval its run covers: `locks/<pipeline>/`.
+    /// `interval_start` is only recorded, to tell a waiting user what is running.
+    pub fn run(pipeline: &str, interval_start: DateTime<Utc>) -> LeaseKey {
+        LeaseKey {
+            dir: format!("locks/{pipeline}"),
+            pipeline: pipeline.to_string(),
+            interval_start,
+        }
+    }
+}
+
+/// The process a lease record was written by, so another process on the same machine can
+/// tell that a holder has died without waiting for its expiry (a `nightjar run` killed by
+/// the OOM killer or a deploy, resumed at once by the next one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HolderProcess {
+    pub host: String,
+    /// `/proc/self/ns/pid` (`pid:[4026531836]`): pids are only comparable inside one pid
+    /// namespace, and two containers on one host can share a host name.
+    pub pid_namespace: String,
+    pub pid: u32,
+}
+
+impl HolderProcess {
+    /// This process, where it can be identified (Linux; elsewhere leases only expire).
+    fn current() -> Option<HolderProcess> {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+        let pid_namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+        Some(HolderProcess {
+            host: host.trim().to_string(),
+            pid_namespace: pid_namespace.display().to_string(),
+            pid: std::process::id(),
+        })
+    }
+
+    /// Whether this holder is known to be gone: same host and pid namespace as us, and no
+    /// such process. A reused pid only makes us wait for the expiry, the safe direction.
+    fn is_gone(&self) -> bool {
+        HolderProcess::current().is_some_and(|me| {
+            me.host == self.host
+                && me.pid_namespace == self.pid_namespace
+                && me.pid != self.pid
+                && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+        })
+    }
 }
 
 fn generation_path(dir: &str, generation: u64) -> String {
@@ -125,27 +192,45 @@ pub async fn acquire(
     pipeline: &str,
     interval: &Interval,
 ) -> Result<Acquired> {
-    let dir = lease_dir(pipeline, interval);
+    let key = LeaseKey::interval(pipeline, interval);
+    acquire_key(storage, clock, timing, holder, &key).await
+}
+
+/// Takes the lease `key` for `holder`, unless a live one exists.
+pub async fn acquire_key(
+    storage: &Storage,
+    clock: &dyn Clock,
+    timing: LeaseTiming,
+    holder: &str,
+    key: &LeaseKey,
+) -> Result<Acquired> {
+    let dir = key.dir.clone();
     let now = clock.now();
     let generation = match newest(storage, &dir).await? {
         None => 0,
-        Some((_, Some(record))) if !record.released && record.expires_at > now => {
+        Some((_, Some(record)))
+            if !record.released
+                && record.expires_at > now
+                && !record.process.as_ref().is_some_and(HolderProcess::is_gone) =>
+        {
             return Ok(Acquired::HeldBy {
                 holder: record.holder,
                 expires_at: record.expires_at,
             });
         }
-        // Expired, or listed but unreadable (another store's listing lag): try the next one.
+        // Expired, released, its holder gone, or listed but unreadable (another store's
+        // listing lag): try the next generation.
         Some((g, _)) => g + 1,
     };
     let record = LeaseRecord {
         holder: holder.to_string(),
-        pipeline: pipeline.to_string(),
-        interval_start: interval.start,
+        pipeline: key.pipeline.clone(),
+        interval_start: key.interval_start,
         generation,
         acquired_at: now,
         expires_at: now + timing.ttl,
         released: false,
+        process: HolderProcess::current(),
     };
     if write(storage, &dir, &record, true).await? {
         return Ok(Acquired::Yes(Lease { dir, record }));
@@ -163,6 +248,39 @@ pub async fn acquire(
 impl Lease {
     pub fn record(&self) -> &LeaseRecord {
         &self.record
+    }
+
+    /// Runs `work` while renewing the lease every heartbeat. If a renewal finds the lease
+    /// lost, cancels `cancel` (the work should then wind down) and keeps waiting for the work.
+    /// Returns the work's output and whether the lease was lost.
+    pub async fn hold<T>(
+        &mut self,
+        storage: &Storage,
+        clock: &dyn Clock,
+        timing: LeaseTiming,
+        cancel: &CancellationToken,
+        work: impl Future<Output = T>,
+    ) -> (T, bool) {
+        tokio::pin!(work);
+        let mut lost = false;
+        loop {
+            let beat = clock.now() + timing.heartbeat;
+            tokio::select! {
+                biased;
+                output = &mut work => return (output, lost),
+                _ = clock.sleep_until(beat), if !lost => {
+                    match self.renew(storage, clock, timing.ttl).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::error!(lease = %self.dir, "lease lost to another process; cancelling the run");
+                            lost = true;
+                            cancel.cancel();
+                        }
+                        Err(e) => tracing::warn!(lease = %self.dir, "cannot renew lease: {e}"),
+                    }
+                }
+            }
+        }
     }
 
     /// Pushes the expiry forward. `Ok(false)`: a newer generation exists, the lease was lost

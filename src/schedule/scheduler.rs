@@ -323,26 +323,15 @@ impl Scheduler {
         };
         let run_cancel = self.cancel.child_token();
         let launch = self.launcher.launch(&request, run_cancel.clone());
-        tokio::pin!(launch);
-        let mut lost = false;
-        let outcome = loop {
-            let beat = self.clock.now() + self.timing.heartbeat;
-            tokio::select! {
-                biased;
-                outcome = &mut launch => break outcome,
-                _ = self.clock.sleep_until(beat), if !lost => {
-                    match lease.renew(&self.storage, self.clock.as_ref(), self.timing.ttl).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::error!(pipeline, %interval, run_id, "lease lost to another process; cancelling the run");
-                            lost = true;
-                            run_cancel.cancel();
-                        }
-                        Err(e) => tracing::warn!(pipeline, %interval, "cannot renew lease: {e}"),
-                    }
-                }
-            }
-        };
+        let (outcome, lost) = lease
+            .hold(
+                &self.storage,
+                self.clock.as_ref(),
+                self.timing,
+                &run_cancel,
+                launch,
+            )
+            .await;
         if lost {
             // The interval belongs to the new holder now; it writes the record.
             return Ok(IntervalOutcome::Ran {

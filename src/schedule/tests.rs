@@ -601,3 +601,36 @@ async fn backfill_runs_each_interval_once_resumes_failures_and_reruns_on_request
     sched.run_once(&[scheduled]).await;
     assert_eq!(launcher.ds()[7..], [d("2025-06-04")]);
 }
+
+#[tokio::test]
+async fn a_lease_whose_process_is_gone_from_this_machine_is_taken_over_at_once() {
+    let storage = memory_storage().await;
+    let clock = ManualClock::new(t("2025-06-01T03:00:00Z"));
+    let timing = LeaseTiming::default();
+    let key = lease::LeaseKey::run("nightly", t("2025-06-01T00:00:00Z"));
+    let take = |holder: &'static str| lease::acquire_key(&storage, &clock, timing, holder, &key);
+    let Acquired::Yes(held) = take("a").await.unwrap() else {
+        panic!("a should get the free lease");
+    };
+    // Its holder (this process) is alive: b waits for the expiry.
+    assert!(matches!(take("b").await.unwrap(), Acquired::HeldBy { holder, .. } if holder == "a"));
+    let Some(me) = held.record().process.clone() else {
+        return; // not Linux: leases only expire
+    };
+    // The same record, as written by a process of this machine that has exited since.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    child.wait().unwrap();
+    let mut record = held.record().clone();
+    record.process = Some(lease::HolderProcess {
+        pid: child.id(),
+        ..me
+    });
+    storage
+        .put(
+            "locks/nightly/0000000000.json",
+            serde_json::to_vec(&record).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(take("b").await.unwrap(), Acquired::Yes(l) if l.record().generation == 1));
+}

@@ -8,6 +8,7 @@ mod features;
 mod ingest_export;
 mod models;
 mod registry;
+mod run_lock;
 mod schedule;
 mod schema;
 
