@@ -63,6 +63,22 @@ impl Failure {
             diagnostics: vec![],
         }
     }
+    /// Something failed after the project loaded: exit 1.
+    fn run_failed(message: impl Into<String>) -> Failure {
+        Failure {
+            exit: Exit::RunFailed,
+            message: message.into(),
+            diagnostics: vec![],
+        }
+    }
+    /// A store error: exit 2 when it is the user's input (a bad URL or name), else 1.
+    fn store(e: crate::stores::StoreError) -> Failure {
+        if e.is_usage() {
+            Failure::usage(e.to_string())
+        } else {
+            Failure::run_failed(e.to_string())
+        }
+    }
     fn diags(diagnostics: Vec<Diagnostic>) -> Failure {
         let n = diagnostics.len();
         Failure {
@@ -652,11 +668,7 @@ async fn execute_run(
     audit
         .pipeline_event(EventType::Start, None)
         .await
-        .map_err(|e| Failure {
-            exit: Exit::RunFailed,
-            message: format!("cannot write to the audit log: {e}"),
-            diagnostics: vec![],
-        })?;
+        .map_err(|e| Failure::run_failed(format!("cannot write to the audit log: {e}")))?;
     let runner = Arc::new(Runner {
         ctx,
         plan: plan.clone(),
@@ -742,11 +754,7 @@ async fn execute_run(
     )
     .await;
     let _ = consumer.await;
-    let report = report.map_err(|e| Failure {
-        exit: Exit::RunFailed,
-        message: e.to_string(),
-        diagnostics: vec![],
-    })?;
+    let report = report.map_err(|e| Failure::run_failed(e.to_string()))?;
 
     for (i, result) in report.results.iter().enumerate() {
         let t = &mut state.tasks[i];
@@ -806,11 +814,9 @@ async fn execute_run(
         state.status = RunStatus::Failed;
         eprintln!("error: cannot write the run's lineage event to the audit log: {e}");
     }
-    runs::save(&storage, &state).await.map_err(|e| Failure {
-        exit: Exit::RunFailed,
-        message: format!("cannot write run state: {e}"),
-        diagnostics: vec![],
-    })?;
+    runs::save(&storage, &state)
+        .await
+        .map_err(|e| Failure::run_failed(format!("cannot write run state: {e}")))?;
 
     let rows: Vec<u64> = report
         .results

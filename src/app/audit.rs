@@ -54,14 +54,6 @@ pub(super) async fn start_run_audit(
     ))
 }
 
-fn store_failure(e: crate::stores::StoreError) -> Failure {
-    Failure {
-        exit: Exit::RunFailed,
-        message: e.to_string(),
-        diagnostics: vec![],
-    }
-}
-
 pub(super) async fn command(
     dir: &Path,
     command: &AuditCommand,
@@ -80,15 +72,15 @@ pub(super) async fn command(
 async fn verify(project: &Project, storage: &Storage, json: bool) -> Result<Exit, Failure> {
     let mut heads = log::recorded_heads(storage, false)
         .await
-        .map_err(store_failure)?;
+        .map_err(Failure::store)?;
     if let Some(witness) = open_witness(project).await? {
         heads.extend(
             log::recorded_heads(&witness, true)
                 .await
-                .map_err(store_failure)?,
+                .map_err(Failure::store)?,
         );
     }
-    for run in runs::list(storage).await.map_err(store_failure)? {
+    for run in runs::list(storage).await.map_err(Failure::store)? {
         if let Some(head) = run.audit_head {
             heads.push(RecordedHead {
                 source: format!(
@@ -100,7 +92,7 @@ async fn verify(project: &Project, storage: &Storage, json: bool) -> Result<Exit
             });
         }
     }
-    let report = log::verify(storage, &heads).await.map_err(store_failure)?;
+    let report = log::verify(storage, &heads).await.map_err(Failure::store)?;
     if json {
         let value = serde_json::json!({"ok": report.ok(), "report": report});
         println!(
@@ -135,7 +127,7 @@ async fn verify(project: &Project, storage: &Storage, json: bool) -> Result<Exit
 
 /// Every event of the log with the segment it is in, oldest first.
 async fn all_events(storage: &Storage) -> Result<Vec<(u64, Value)>, Failure> {
-    let segments = log::read_all(storage).await.map_err(store_failure)?;
+    let segments = log::read_all(storage).await.map_err(Failure::store)?;
     Ok(segments
         .into_iter()
         .flat_map(|s| s.events.into_iter().map(move |e| (s.sequence, e)))

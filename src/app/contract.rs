@@ -137,11 +137,7 @@ pub(super) async fn check(dir: &Path, args: &CheckArgs<'_>, json: bool) -> Resul
     };
     let report = contracts::check(&session, &name, object, &contract, &CheckOptions::new(ds))
         .await
-        .map_err(|e| Failure {
-            exit: Exit::RunFailed,
-            message: e.strip_backtrace(),
-            diagnostics: vec![],
-        })?;
+        .map_err(|e| Failure::run_failed(e.strip_backtrace()))?;
     let violated = !report.blocking_failures().is_empty();
     if json {
         println!(

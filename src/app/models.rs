@@ -19,26 +19,6 @@ use crate::stores::registry::{
 };
 use crate::stores::{Storage, StoreError};
 
-fn store_failure(e: StoreError) -> Failure {
-    Failure {
-        exit: if e.is_usage() {
-            Exit::Usage
-        } else {
-            Exit::RunFailed
-        },
-        message: e.to_string(),
-        diagnostics: vec![],
-    }
-}
-
-fn run_failure(message: String) -> Failure {
-    Failure {
-        exit: Exit::RunFailed,
-        message,
-        diagnostics: vec![],
-    }
-}
-
 fn print_json(value: &Value) {
     println!(
         "{}",
@@ -77,7 +57,7 @@ impl Cx {
     }
 
     async fn known(&self, model: &str) -> Result<(), Failure> {
-        let models = self.registry.models().await.map_err(store_failure)?;
+        let models = self.registry.models().await.map_err(Failure::store)?;
         if models.iter().any(|m| m == model) {
             return Ok(());
         }
@@ -121,7 +101,7 @@ impl Cx {
         let witness = super::audit::open_witness(&self.project).await?;
         let mut log = AuditLog::new(self.storage.clone(), witness);
         let failed = |e: StoreError| {
-            run_failure(format!(
+            Failure::run_failed(format!(
                 "the registry change is done, but its audit event could not be written: {e}"
             ))
         };
@@ -195,7 +175,7 @@ pub(super) async fn command(
                 .registry
                 .alias(model, alias)
                 .await
-                .map_err(store_failure)?
+                .map_err(Failure::store)?
                 .ok_or_else(|| Failure::usage(format!("model `{model}` has no alias `{alias}`")))?;
             let Some(back) = current.previous_version else {
                 return Err(Failure::usage(format!(
@@ -233,7 +213,7 @@ pub(super) async fn command(
                 .registry
                 .gc(model, *keep, &who(by))
                 .await
-                .map_err(store_failure)?;
+                .map_err(Failure::store)?;
             if !deleted.is_empty() {
                 let inputs = deleted
                     .iter()
@@ -268,12 +248,12 @@ async fn checked_version(
         .registry
         .load(model, version)
         .await
-        .map_err(|e| run_failure(format!("model `{model}` version {version}: {e}")))?;
+        .map_err(|e| Failure::run_failed(format!("model `{model}` version {version}: {e}")))?;
     let history = cx
         .registry
         .history(model)
         .await
-        .map_err(store_failure)?
+        .map_err(Failure::store)?
         .iter()
         .filter_map(|r| serde_json::to_value(r).ok())
         .collect();
@@ -283,16 +263,16 @@ async fn checked_version(
 async fn list(cx: &Cx, json: bool) -> Result<Exit, Failure> {
     let mut items = Vec::new();
     let mut rows = Vec::new();
-    for model in cx.registry.models().await.map_err(store_failure)? {
-        let versions = cx.registry.versions(&model).await.map_err(store_failure)?;
-        let aliases = cx.registry.aliases(&model).await.map_err(store_failure)?;
+    for model in cx.registry.models().await.map_err(Failure::store)? {
+        let versions = cx.registry.versions(&model).await.map_err(Failure::store)?;
+        let aliases = cx.registry.aliases(&model).await.map_err(Failure::store)?;
         let latest = versions.last().copied();
         let latest_meta = match latest {
             Some(v) => cx
                 .registry
                 .metadata(&model, v)
                 .await
-                .map_err(store_failure)?,
+                .map_err(Failure::store)?,
             None => None,
         };
         let alias_map: serde_json::Map<String, Value> = aliases
@@ -342,7 +322,7 @@ async fn show(cx: &Cx, text: &str, json: bool) -> Result<Exit, Failure> {
         .registry
         .aliases(&model)
         .await
-        .map_err(store_failure)?
+        .map_err(Failure::store)?
         .into_iter()
         .filter(|(_, r)| r.version == Some(version))
         .map(|(a, _)| a)
@@ -444,13 +424,13 @@ async fn move_alias(
         cx.registry
             .load(model, v)
             .await
-            .map_err(|e| run_failure(format!("model `{model}` version {v}: {e}")))?;
+            .map_err(|e| Failure::run_failed(format!("model `{model}` version {v}: {e}")))?;
     }
     let current = cx
         .registry
         .alias(model, alias)
         .await
-        .map_err(store_failure)?;
+        .map_err(Failure::store)?;
     let expected = current.as_ref().map_or(0, |r| r.generation);
     let request = AliasMove {
         to,
@@ -463,11 +443,11 @@ async fn move_alias(
         .registry
         .move_alias(model, alias, expected, request)
         .await
-        .map_err(store_failure)?
+        .map_err(Failure::store)?
     {
         Moved::Done(record) => record,
         Moved::Conflict(now) => {
-            return Err(run_failure(format!(
+            return Err(Failure::run_failed(format!(
                 "conflict: alias `{alias}` of model `{model}` was moved by someone else (to {}) while this {action} ran; nothing changed: check `nightjar models history {model} --alias {alias}` and try again",
                 now.map_or("unset".into(), |r| format!(
                     "version {} at generation {} by {}",
@@ -506,7 +486,7 @@ async fn history(cx: &Cx, model: &str, alias: Option<&str>, json: bool) -> Resul
         }
         None => cx.registry.history(model).await,
     }
-    .map_err(store_failure)?;
+    .map_err(Failure::store)?;
     if json {
         print_json(&serde_json::to_value(&records).unwrap_or_default());
         return Ok(Exit::Success);

@@ -47,6 +47,8 @@ pub struct Loaded {
     pub version: u64,
     pub artefact: Bytes,
     pub metadata: serde_json::Value,
+    /// sha256 of `metadata.json`.
+    pub metadata_sha256: String,
 }
 
 /// One file of a version as `metadata.json` lists it.
@@ -307,11 +309,20 @@ impl Registry {
 
     /// A registered version's metadata (`None` if it is not registered or was deleted).
     pub async fn metadata(&self, model: &str, version: u64) -> Result<Option<serde_json::Value>> {
+        Ok(self.signed_metadata(model, version).await?.map(|(m, _)| m))
+    }
+
+    /// A version's metadata and the sha256 of its bytes (what lineage events record).
+    pub async fn signed_metadata(
+        &self,
+        model: &str,
+        version: u64,
+    ) -> Result<Option<(serde_json::Value, String)>> {
         let key = format!("{}/{METADATA}", version_dir(model, version));
         match self.storage.get(&key).await? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
+                .map(|m| Some((m, sha256_hex(&bytes))))
                 .map_err(json_error(key)),
         }
     }
@@ -345,11 +356,12 @@ impl Registry {
 
     /// Loads a version and checks every file its metadata lists against its sha256.
     pub async fn load(&self, model: &str, version: u64) -> Result<Loaded> {
-        let metadata = self.metadata(model, version).await?.ok_or_else(|| {
-            StoreError::Other(format!(
-                "model `{model}` has no registered version {version}"
-            ))
-        })?;
+        let (metadata, metadata_sha256) =
+            self.signed_metadata(model, version).await?.ok_or_else(|| {
+                StoreError::Other(format!(
+                    "model `{model}` has no registered version {version}"
+                ))
+            })?;
         let mut artefact = None;
         for (sig, bytes) in self.checked_files(model, version, &metadata).await? {
             if sig.path == ARTEFACT {
@@ -365,6 +377,7 @@ impl Registry {
             version,
             artefact,
             metadata,
+            metadata_sha256,
         })
     }
 
@@ -410,15 +423,8 @@ impl Registry {
         Ok(out)
     }
 
-    /// Reads a file of a version without checking it (the caller checks, e.g. via `checked_files`).
-    pub async fn file(&self, model: &str, version: u64, file: &str) -> Result<Option<Bytes>> {
-        self.storage
-            .get(&format!("{}/{file}", version_dir(model, version)))
-            .await
-    }
-
-    /// One alias's moves, oldest first.
-    pub async fn alias_history(&self, model: &str, alias: &str) -> Result<Vec<AliasRecord>> {
+    /// The generation objects of one alias, oldest first (one listing, no reads).
+    async fn generations(&self, model: &str, alias: &str) -> Result<Vec<String>> {
         let dir = alias_dir(model, alias);
         let mut generations: Vec<(u64, String)> = self
             .storage
@@ -435,19 +441,34 @@ impl Registry {
             })
             .collect();
         generations.sort();
-        let mut records = Vec::with_capacity(generations.len());
-        for (_, key) in generations {
-            let Some(bytes) = self.storage.get(&key).await? else {
-                continue;
-            };
-            records.push(serde_json::from_slice(&bytes).map_err(json_error(key))?);
+        Ok(generations.into_iter().map(|(_, key)| key).collect())
+    }
+
+    async fn read_record(&self, key: String) -> Result<Option<AliasRecord>> {
+        match self.storage.get(&key).await? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(json_error(key)),
+        }
+    }
+
+    /// One alias's moves, oldest first.
+    pub async fn alias_history(&self, model: &str, alias: &str) -> Result<Vec<AliasRecord>> {
+        let mut records = Vec::new();
+        for key in self.generations(model, alias).await? {
+            records.extend(self.read_record(key).await?);
         }
         Ok(records)
     }
 
-    /// An alias's newest record (`None` if it was never set).
+    /// An alias's newest record (`None` if it was never set): one listing and one read,
+    /// however long its history.
     pub async fn alias(&self, model: &str, alias: &str) -> Result<Option<AliasRecord>> {
-        Ok(self.alias_history(model, alias).await?.pop())
+        match self.generations(model, alias).await?.pop() {
+            Some(key) => self.read_record(key).await,
+            None => Ok(None),
+        }
     }
 
     /// Every alias ever set on `model`, sorted.

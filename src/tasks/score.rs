@@ -32,7 +32,7 @@ use crate::diag::Diagnostic;
 use crate::exec::TaskError;
 use crate::models::{Matrix, Model};
 use crate::spec::is_table_name;
-use crate::stores::registry::{self, ModelRef, Registry, Selector};
+use crate::stores::registry::{ModelRef, Registry, Selector};
 use crate::stores::tables::WriteMode;
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -181,14 +181,11 @@ impl ScoreTask {
         .await?;
         tracing::info!(task = %cx.task.id, model = %reference.name, version = loaded.version, rows = n, "scored");
         let mut output = TaskOutput::published(vec![written], read);
-        let metadata_sha256 = registry
-            .file(&reference.name, loaded.version, registry::METADATA)
-            .await
-            .map_err(|e| cx.store_error(e))?
-            .map(|bytes| registry::sha256_hex(&bytes));
-        output
-            .models
-            .push(self.model_use(&reference, loaded.version, metadata_sha256));
+        output.models.push(self.model_use(
+            &reference,
+            loaded.version,
+            Some(loaded.metadata_sha256),
+        ));
         Ok(output)
     }
 

@@ -284,10 +284,10 @@ impl TrainTask {
     }
 
     /// The model card's JSON and Markdown and the MLmodel file for `metadata`.
-    fn documents(
-        metadata: &serde_json::Value,
-        history: &[serde_json::Value],
-    ) -> Vec<(&'static str, Vec<u8>)> {
+    /// A new version has no alias history yet, so its stored card has none; `nightjar models
+    /// card` renders the history as it grows.
+    fn documents(metadata: &serde_json::Value) -> Vec<(&'static str, Vec<u8>)> {
+        let history: &[serde_json::Value] = &[];
         let model_uuid = crate::audit::event::derived_uuid(
             metadata["run_id"].as_str().unwrap_or_default(),
             &format!(
@@ -566,14 +566,6 @@ impl TrainTask {
             ),
             None => None,
         };
-        let history: Vec<serde_json::Value> = registry
-            .history(&self.model)
-            .await
-            .map_err(|e| cx.store_error(e))?
-            .iter()
-            .filter_map(|r| serde_json::to_value(r).ok())
-            .collect();
-
         // Claim the version, publish the holdout predictions, write the documents, then
         // register (metadata last: until it exists, the version is not visible).
         let mut files = vec![FileSig::of(registry::ARTEFACT, &artefact)];
@@ -654,7 +646,7 @@ impl TrainTask {
             files: Vec::new(),
         };
         let value = serde_json::to_value(&metadata).map_err(|e| cx.fail(e, false))?;
-        for (name, bytes) in Self::documents(&value, &history) {
+        for (name, bytes) in Self::documents(&value) {
             files.push(FileSig::of(name, &bytes));
             registry
                 .put_file(&self.model, version, name, bytes.into())
@@ -726,14 +718,32 @@ impl TrainTask {
             .versions(&self.model)
             .await
             .map_err(|e| cx.store_error(e))?;
+        // Only versions registered since this run started can be its own: newest first, stop
+        // at the first older one, so a fresh run reads one metadata file, not the history.
+        // (Run ids start with the run's start time; an hour of slack covers a resume on a
+        // machine whose clock is behind.)
+        let started = chrono::NaiveDateTime::parse_from_str(
+            cx.run.run_id.get(..16).unwrap_or_default(),
+            "%Y%m%dT%H%M%SZ",
+        )
+        .ok()
+        .map(|t| t.and_utc() - chrono::Duration::hours(1));
         for v in versions.iter().rev() {
-            let Some(meta) = registry
-                .metadata(&self.model, *v)
+            let Some((meta, metadata_sha256)) = registry
+                .signed_metadata(&self.model, *v)
                 .await
                 .map_err(|e| cx.store_error(e))?
             else {
                 continue;
             };
+            let created = meta["created_at"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            if let (Some(started), Some(created)) = (started, created)
+                && created < started
+            {
+                break;
+            }
             if meta["run_id"] != cx.run.run_id.as_str() || meta["task"] != cx.task.id.as_str() {
                 continue;
             }
@@ -781,18 +791,13 @@ impl TrainTask {
                     }
                 }
             }
-            let metadata_sha256 = registry
-                .file(&self.model, *v, registry::METADATA)
-                .await
-                .map_err(|e| cx.store_error(e))?
-                .map(|b| registry::sha256_hex(&b));
             done.models.push(ModelUse {
                 model: self.model.clone(),
                 version: *v,
                 registered: true,
                 reference: None,
                 promoted_to,
-                metadata_sha256,
+                metadata_sha256: Some(metadata_sha256),
             });
             return Ok(Some(done));
         }

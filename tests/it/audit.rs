@@ -92,6 +92,25 @@ pub fn assert_valid_openlineage(events: &[Value]) {
     );
 }
 
+/// `table.column TYPE SUBTYPE` of each input field of one column in a columnLineage facet.
+fn input_fields(lineage: &Value, column: &str) -> Vec<String> {
+    lineage["fields"][column]["inputFields"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no lineage for `{column}`: {lineage}"))
+        .iter()
+        .map(|i| {
+            let t = &i["transformations"][0];
+            format!(
+                "{}.{} {} {}",
+                i["name"].as_str().unwrap(),
+                i["field"].as_str().unwrap(),
+                t["type"].as_str().unwrap(),
+                t["subtype"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 fn event_of<'a>(events: &'a [Value], event_type: &str, job: &str) -> &'a Value {
     events
         .iter()
@@ -214,39 +233,13 @@ fn demo_events_validate_against_the_openlineage_schema() {
     // Column lineage from the SQL task's plan: a computed column, a copied one, the filter.
     let orders = event_of(&events, "COMPLETE", "marketing_nightly.staging_orders");
     let lineage = &output(orders, "staging.orders")["facets"]["columnLineage"];
-    let fields = &lineage["fields"];
-    let field = |name: &str| -> Vec<(String, String, String)> {
-        fields[name]["inputFields"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no lineage for `{name}`: {lineage}"))
-            .iter()
-            .map(|i| {
-                (
-                    format!(
-                        "{}.{}",
-                        i["name"].as_str().unwrap(),
-                        i["field"].as_str().unwrap()
-                    ),
-                    i["transformations"][0]["type"]
-                        .as_str()
-                        .unwrap()
-                        .to_string(),
-                    i["transformations"][0]["subtype"]
-                        .as_str()
-                        .unwrap()
-                        .to_string(),
-                )
-            })
-            .collect()
-    };
-    let t = |c: &str, k: &str, s: &str| (c.to_string(), k.to_string(), s.to_string());
     assert_eq!(
-        field("order_id"),
-        [t("raw.orders.order_id", "DIRECT", "IDENTITY")]
+        input_fields(lineage, "order_id"),
+        ["raw.orders.order_id DIRECT IDENTITY"]
     );
     assert_eq!(
-        field("order_date"),
-        [t("raw.orders.order_ts", "DIRECT", "TRANSFORMATION")]
+        input_fields(lineage, "order_date"),
+        ["raw.orders.order_ts DIRECT TRANSFORMATION"]
     );
     assert_eq!(
         lineage["dataset"],
@@ -258,33 +251,19 @@ fn demo_events_validate_against_the_openlineage_schema() {
     );
     // A feature view's lineage: revenue from order amounts (aggregated), tenure from signup.
     let rfm = event_of(&events, "COMPLETE", "marketing_nightly.rfm_features");
-    let rfm_fields = &rfm["outputs"][0]["facets"]["columnLineage"]["fields"];
-    let sources = |name: &str| -> Vec<String> {
-        rfm_fields[name]["inputFields"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no lineage for `{name}`: {rfm_fields}"))
-            .iter()
-            .map(|i| {
-                format!(
-                    "{}.{} {}",
-                    i["name"].as_str().unwrap(),
-                    i["field"].as_str().unwrap(),
-                    i["transformations"][0]["subtype"].as_str().unwrap()
-                )
-            })
-            .collect()
-    };
+    let rfm_lineage = &rfm["outputs"][0]["facets"]["columnLineage"];
+    let sources = |name: &str| input_fields(rfm_lineage, name);
     assert_eq!(
         sources("revenue_365d"),
-        ["staging.orders.amount AGGREGATION"]
+        ["staging.orders.amount DIRECT AGGREGATION"]
     );
     assert_eq!(
         sources("tenure_days"),
-        ["raw.customers.signup_date TRANSFORMATION"]
+        ["raw.customers.signup_date DIRECT TRANSFORMATION"]
     );
     assert_eq!(
         sources("customer_id"),
-        ["raw.customers.customer_id IDENTITY"]
+        ["raw.customers.customer_id DIRECT IDENTITY"]
     );
     let activity = output(complete, "staging.customer_activity");
     let warehouse =
