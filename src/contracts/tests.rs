@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, TimestampMicrosecondArray};
+use arrow::array::{Array, AsArray, TimestampMicrosecondArray};
 use arrow::array::{
     ArrayRef, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
 };
@@ -686,6 +686,71 @@ fn table_names_and_values_are_quoted() {
 }
 
 // ---- checking ---------------------------------------------------------------------------
+
+/// The blank and length predicates skip work by byte length and first character; row by
+/// row, they must still say exactly what the definitions say (spaces trimmed; characters,
+/// not bytes, counted), for ASCII and multi-byte values alike.
+#[tokio::test]
+async fn blank_and_length_predicates_match_their_definitions() {
+    let values: Vec<Option<&str>> = vec![
+        None,
+        Some(""),
+        Some(" "),
+        Some("   "),
+        Some(" a"),
+        Some("a "),
+        Some("\t"),
+        Some("ab"),
+        Some("abc"),
+        Some("abcd"),
+        Some("abcde"),
+        Some("éé"),
+        Some("ééé"),
+        Some("éééé"),
+        Some("ééééé"),
+        Some("😀😀"),
+        Some("😀😀😀"),
+        Some("😀😀😀😀😀"),
+        Some(" 😀 "),
+    ];
+    let ctx = session(
+        "t",
+        batch(vec![("s", Arc::new(StringArray::from(values.clone())))]),
+    );
+    let blank = row_predicate(&RuleKind::MissingValues {
+        column: "s".into(),
+        missing: vec![],
+    })
+    .expect("row rule");
+    let length = row_predicate(&RuleKind::Length {
+        column: "s".into(),
+        min: Some(3),
+        max: Some(4),
+    })
+    .expect("row rule");
+    let sql = format!("SELECT {blank} AS blank, {length} AS bad_length FROM \"t\"");
+    let out = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    let got: Vec<(bool, bool)> = out
+        .iter()
+        .flat_map(|b| {
+            let blank = b.column(0).as_boolean().clone();
+            let length = b.column(1).as_boolean().clone();
+            assert_eq!((blank.null_count(), length.null_count()), (0, 0));
+            (0..b.num_rows()).map(move |i| (blank.value(i), length.value(i)))
+        })
+        .collect();
+    let want: Vec<(bool, bool)> = values
+        .iter()
+        .map(|v| match v {
+            None => (true, false),
+            Some(v) => {
+                let chars = v.chars().count();
+                (v.trim_matches(' ').is_empty(), !(3..=4).contains(&chars))
+            }
+        })
+        .collect();
+    assert_eq!(got, want);
+}
 
 #[tokio::test]
 async fn orders_check_counts_every_rule_in_one_scan() {
