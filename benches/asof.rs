@@ -94,6 +94,7 @@ fn main() {
                     ttl: None,
                     features: vec![("f1".into(), None), ("f2".into(), None)],
                 }],
+                ctx.state().config().target_partitions(),
             )
             .expect("join");
             let seconds = start.elapsed().as_secs_f64();

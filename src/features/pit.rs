@@ -11,9 +11,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array, UInt32Builder};
+use arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray, new_null_array,
+};
 use arrow::compute::kernels::zip::zip;
-use arrow::compute::{cast, concat_batches, is_not_null, take};
+use arrow::compute::{cast, concat_batches, interleave, is_not_null};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit, TimestampMicrosecondType};
 use arrow::row::{RowConverter, SortField};
 use datafusion::common::{HashMap, ScalarValue};
@@ -109,16 +111,19 @@ pub struct AsofView<'a> {
 }
 
 /// The point-in-time join done directly over Arrow: every label column, then each view's
-/// features. Per view, rows are grouped by entity (a hash map to dense ids, then a counting
-/// sort) and each entity's rows sorted by timestamp; a label then takes the last row at or
-/// before its time by binary search, if within the ttl. No sort of the whole history and no
-/// candidate rows are materialized, which is what made the SQL form (a range join into an
-/// aggregate) slow. A view version has one row per (entity, timestamp), so the match is
-/// unique and the result does not depend on row order.
+/// features. Per view, the view rows and the labels are split into partitions by a hash of
+/// the entity, and the partitions are matched on `threads` threads: within one, entities get
+/// dense ids (a hash map small enough to stay in cache), their rows are grouped by a counting
+/// sort and sorted by timestamp, and a label takes the last row at or before its time by
+/// binary search, if within the ttl. No sort of the whole history and no candidate rows are
+/// materialized, which is what made the SQL form (a range join into an aggregate) slow. A
+/// view version has one row per (entity, timestamp), and ties are broken by row position,
+/// so the result depends neither on the thread count nor on how rows are partitioned.
 pub fn asof_join(
     labels: &[RecordBatch],
     label_ts: &str,
     views: &[AsofView<'_>],
+    threads: usize,
 ) -> Result<RecordBatch, String> {
     let Some(first) = labels.first() else {
         return Err("the label query returned no batches".into());
@@ -132,21 +137,36 @@ pub fn asof_join(
         .map(|f| f.as_ref().clone())
         .collect();
     let mut columns: Vec<ArrayRef> = labels.columns().to_vec();
+    let threads = threads.max(1);
     for view in views {
-        let Some(vfirst) = view.batches.first() else {
-            // An empty version: every feature is missing.
+        if view.batches.is_empty() {
             return Err("a view version with no rows cannot be joined".into());
-        };
-        let rows = concat_batches(&vfirst.schema(), view.batches).map_err(|e| e.to_string())?;
-        let matches = match_rows(&labels, &label_times, &rows, view)?;
+        }
+        let matches = match_rows(&labels, &label_times, view, threads)?;
+        // Misses point at a one-row null array after the view's batches.
+        let miss = view.batches.len();
+        let indices: Vec<(usize, usize)> = matches
+            .iter()
+            .map(|&at| match at {
+                NO_MATCH => (miss, 0),
+                at => ((at >> 32) as usize, (at & 0xffff_ffff) as usize),
+            })
+            .collect();
         for (name, default) in &view.features {
-            let source = rows
-                .column_by_name(name)
-                .ok_or_else(|| format!("the view has no column `{name}`"))?;
-            let mut taken = take(source.as_ref(), &matches, None).map_err(|e| e.to_string())?;
+            let mut sources: Vec<&dyn Array> = Vec::with_capacity(miss + 1);
+            for batch in view.batches {
+                let column = batch
+                    .column_by_name(name)
+                    .ok_or_else(|| format!("the view has no column `{name}`"))?;
+                sources.push(column.as_ref());
+            }
+            let data_type = sources[0].data_type().clone();
+            let null = new_null_array(&data_type, 1);
+            sources.push(null.as_ref());
+            let mut taken = interleave(&sources, &indices).map_err(|e| e.to_string())?;
             if let Some(value) = default {
                 let value = value
-                    .cast_to(source.data_type())
+                    .cast_to(&data_type)
                     .map_err(|e| format!("default for `{name}`: {e}"))?;
                 let filler = value
                     .to_array_of_size(taken.len())
@@ -154,34 +174,40 @@ pub fn asof_join(
                 let present = is_not_null(&taken).map_err(|e| e.to_string())?;
                 taken = zip(&present, &taken, &filler).map_err(|e| e.to_string())?;
             }
-            fields.push(Field::new(name, source.data_type().clone(), true));
+            fields.push(Field::new(name, data_type, true));
             columns.push(taken);
         }
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| e.to_string())
 }
 
-/// For every label row, the index of its view row, or null.
+/// A label without a matching view row.
+const NO_MATCH: u64 = u64::MAX;
+
+/// For every label row, the position of its view row as `batch << 32 | row`, or `NO_MATCH`.
 fn match_rows(
     labels: &RecordBatch,
-    label_times: &[Option<i64>],
-    rows: &RecordBatch,
+    label_times: &TimestampMicrosecondArray,
     view: &AsofView<'_>,
-) -> Result<UInt32Array, String> {
-    let view_keys: Vec<ArrayRef> = view
-        .entity
-        .iter()
-        .map(|c| {
-            rows.column_by_name(c)
-                .cloned()
-                .ok_or_else(|| format!("the view has no column `{c}`"))
-        })
-        .collect::<Result<_, _>>()?;
+    threads: usize,
+) -> Result<Vec<u64>, String> {
+    let key_columns = |batch: &RecordBatch| -> Result<Vec<ArrayRef>, String> {
+        view.entity
+            .iter()
+            .map(|c| {
+                batch
+                    .column_by_name(c)
+                    .cloned()
+                    .ok_or_else(|| format!("the view has no column `{c}`"))
+            })
+            .collect()
+    };
+    let first_keys = key_columns(&view.batches[0])?;
     // Label keys in the view's key types, so equal values encode to equal bytes.
     let label_keys: Vec<ArrayRef> = view
         .entity
         .iter()
-        .zip(&view_keys)
+        .zip(&first_keys)
         .map(|(c, v)| {
             let a = labels
                 .column_by_name(c)
@@ -189,114 +215,313 @@ fn match_rows(
             cast(a, v.data_type()).map_err(|e| format!("entity column `{c}`: {e}"))
         })
         .collect::<Result<_, _>>()?;
-    let view_times = micros_of(rows, view.timestamp)?;
+    let mut view_times = Vec::with_capacity(view.batches.len());
+    for batch in view.batches {
+        view_times.push(micros_of(batch, view.timestamp)?);
+    }
     let ttl = view.ttl.map(|d| d.as_micros() as i64);
-    let valid = |keys: &[ArrayRef], i: usize| keys.iter().all(|a| a.is_valid(i));
-    // One integer key (the usual customer id): hash the values themselves. Otherwise the
-    // row format encodes any key columns into comparable bytes.
-    if let [v] = view_keys.as_slice()
-        && v.data_type().is_integer()
-        && let (Ok(v), Ok(l)) = (
-            cast(v, &DataType::Int64),
-            cast(&label_keys[0], &DataType::Int64),
+    let n_rows: usize = view.batches.iter().map(|b| b.num_rows()).sum();
+    let bits = partition_bits(n_rows);
+    let label_ranges = ranges(labels.num_rows());
+    // One integer key that widens to i64 without loss (the usual customer id): the values
+    // themselves are the key. Otherwise the row format encodes any key columns into
+    // comparable bytes.
+    let lossless = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::UInt8
+                | DataType::UInt16
+                | DataType::UInt32
         )
-        && v.null_count() == view_keys[0].null_count()
+    };
+    if let [k] = first_keys.as_slice()
+        && lossless(k.data_type())
     {
-        let (v, l) = (v.as_primitive::<Int64Type>(), l.as_primitive::<Int64Type>());
-        return Ok(match_by(
-            rows.num_rows(),
-            |i| v.is_valid(i).then(|| v.value(i)),
-            &view_times,
+        let mut view_ids = Vec::with_capacity(view.batches.len());
+        for batch in view.batches {
+            let keys = key_columns(batch)?;
+            let ids = cast(&keys[0], &DataType::Int64).map_err(|e| e.to_string())?;
+            view_ids.push(ids.as_primitive::<Int64Type>().clone());
+        }
+        let label_ids = cast(&label_keys[0], &DataType::Int64).map_err(|e| e.to_string())?;
+        let label_ids = label_ids.as_primitive::<Int64Type>();
+        let rows = partition(view.batches.len(), threads, bits, |b, out| {
+            let (ids, times) = (&view_ids[b], &view_times[b]);
+            for i in 0..ids.len() {
+                if ids.is_valid(i) && times.is_valid(i) {
+                    out.push(Entry {
+                        key: ids.value(i),
+                        ts: times.value(i),
+                        at: (b as u64) << 32 | i as u64,
+                    });
+                }
+            }
+        });
+        let wanted = partition(label_ranges.len(), threads, bits, |r, out| {
+            for i in label_ranges[r].clone() {
+                if label_ids.is_valid(i) && label_times.is_valid(i) {
+                    out.push(Entry {
+                        key: label_ids.value(i),
+                        ts: label_times.value(i),
+                        at: i as u64,
+                    });
+                }
+            }
+        });
+        return Ok(match_partitions(
+            rows,
+            wanted,
             labels.num_rows(),
-            |i| l.is_valid(i).then(|| l.value(i)),
-            label_times,
             ttl,
+            threads,
         ));
     }
     let converter = RowConverter::new(
-        view_keys
+        first_keys
             .iter()
             .map(|a| SortField::new(a.data_type().clone()))
             .collect(),
     )
     .map_err(|e| e.to_string())?;
-    let vrows = converter
-        .convert_columns(&view_keys)
-        .map_err(|e| e.to_string())?;
-    let lrows = converter
+    let valid = |keys: &[ArrayRef], i: usize| keys.iter().all(|a| a.is_valid(i));
+    let mut view_keys = Vec::with_capacity(view.batches.len());
+    for batch in view.batches {
+        let keys = key_columns(batch)?;
+        let encoded = converter
+            .convert_columns(&keys)
+            .map_err(|e| e.to_string())?;
+        view_keys.push((keys, encoded));
+    }
+    let label_rows = converter
         .convert_columns(&label_keys)
         .map_err(|e| e.to_string())?;
-    Ok(match_by(
-        rows.num_rows(),
-        |i| valid(&view_keys, i).then(|| vrows.row(i).data()),
-        &view_times,
+    let rows = partition(view.batches.len(), threads, bits, |b, out| {
+        let ((keys, encoded), times) = (&view_keys[b], &view_times[b]);
+        for i in 0..encoded.num_rows() {
+            if valid(keys, i) && times.is_valid(i) {
+                out.push(Entry {
+                    key: encoded.row(i).data(),
+                    ts: times.value(i),
+                    at: (b as u64) << 32 | i as u64,
+                });
+            }
+        }
+    });
+    let wanted = partition(label_ranges.len(), threads, bits, |r, out| {
+        for i in label_ranges[r].clone() {
+            if valid(&label_keys, i) && label_times.is_valid(i) {
+                out.push(Entry {
+                    key: label_rows.row(i).data(),
+                    ts: label_times.value(i),
+                    at: i as u64,
+                });
+            }
+        }
+    });
+    Ok(match_partitions(
+        rows,
+        wanted,
         labels.num_rows(),
-        |i| valid(&label_keys, i).then(|| lrows.row(i).data()),
-        label_times,
         ttl,
+        threads,
     ))
 }
 
-/// The matching itself, over any hashable key: dense entity ids, the rows of each entity
-/// contiguous (a counting sort) and sorted by time within it, then a binary search per label.
-fn match_by<K: std::hash::Hash + Eq + Copy>(
-    n_rows: usize,
-    row_key: impl Fn(usize) -> Option<K>,
-    row_times: &[Option<i64>],
-    n_labels: usize,
-    label_key: impl Fn(usize) -> Option<K>,
-    label_times: &[Option<i64>],
-    ttl: Option<i64>,
-) -> UInt32Array {
-    let mut ids: HashMap<K, u32> = HashMap::default();
-    let mut row_entity: Vec<u32> = Vec::with_capacity(n_rows);
-    for i in 0..n_rows {
-        match (row_key(i), row_times[i]) {
-            (Some(key), Some(_)) => {
-                let next = ids.len() as u32;
-                row_entity.push(*ids.entry(key).or_insert(next));
-            }
-            _ => row_entity.push(u32::MAX),
+/// A key the matching can partition by and group on.
+trait Key: Copy + Eq + std::hash::Hash + Send + Sync {
+    /// A hash whose top bits choose the partition; fixed, unlike the hash map's.
+    fn spread(&self) -> u64;
+}
+
+impl Key for i64 {
+    fn spread(&self) -> u64 {
+        // Fibonacci hashing: consecutive ids spread over every partition.
+        (*self as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+impl Key for &[u8] {
+    fn spread(&self) -> u64 {
+        // FNV-1a, then a multiply so that the top bits depend on every byte.
+        let h = self.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        h.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+/// A view row (`at` = batch << 32 | row) or a label (`at` = its index).
+#[derive(Clone, Copy)]
+struct Entry<K> {
+    key: K,
+    ts: i64,
+    at: u64,
+}
+
+/// Entries by partition, each partition as the pieces the threads produced.
+type Partitions<K> = Vec<Vec<Vec<Entry<K>>>>;
+
+/// log2 of the partition count: about 16k rows per partition, so a partition's entity map
+/// stays in cache; at least 4 partitions, so that small inputs exercise the split too.
+fn partition_bits(rows: usize) -> u32 {
+    (rows / 16_384)
+        .max(4)
+        .next_power_of_two()
+        .trailing_zeros()
+        .min(12)
+}
+
+/// `0..n` in pieces of 64k rows: the units the label side is partitioned in.
+fn ranges(n: usize) -> Vec<std::ops::Range<usize>> {
+    const STEP: usize = 65_536;
+    (0..n).step_by(STEP).map(|s| s..(s + STEP).min(n)).collect()
+}
+
+/// Splits the entries of `sources` sources by key into `1 << bits` partitions, `threads`
+/// contiguous runs of sources at a time; `fill(source, out)` appends a source's entries.
+fn partition<K: Key>(
+    sources: usize,
+    threads: usize,
+    bits: u32,
+    fill: impl Fn(usize, &mut Vec<Entry<K>>) + Sync,
+) -> Partitions<K> {
+    let parts = 1usize << bits;
+    let per_thread = sources.div_ceil(threads).max(1);
+    let pieces: Vec<Vec<Vec<Entry<K>>>> = std::thread::scope(|s| {
+        let fill = &fill;
+        let handles: Vec<_> = (0..sources)
+            .step_by(per_thread)
+            .map(|start| {
+                s.spawn(move || {
+                    let mut out: Vec<Vec<Entry<K>>> = (0..parts).map(|_| Vec::new()).collect();
+                    let mut scratch = Vec::new();
+                    for source in start..(start + per_thread).min(sources) {
+                        scratch.clear();
+                        fill(source, &mut scratch);
+                        for e in &scratch {
+                            out[(e.key.spread() >> (64 - bits)) as usize].push(*e);
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a partitioning thread panicked"))
+            .collect()
+    });
+    // Transpose to [partition][piece].
+    let mut by_part: Partitions<K> = (0..parts).map(|_| Vec::new()).collect();
+    for piece in pieces {
+        for (p, entries) in piece.into_iter().enumerate() {
+            by_part[p].push(entries);
         }
     }
+    by_part
+}
+
+/// One partition's view rows and labels, until a thread takes them.
+type PartitionSlot<K> = std::sync::Mutex<Option<(Vec<Vec<Entry<K>>>, Vec<Vec<Entry<K>>>)>>;
+
+/// Matches each partition's labels against its view rows on `threads` threads; the answer
+/// for label `i` is at index `i`.
+fn match_partitions<K: Key>(
+    rows: Partitions<K>,
+    labels: Partitions<K>,
+    n_labels: usize,
+    ttl: Option<i64>,
+    threads: usize,
+) -> Vec<u64> {
+    // Each partition is taken (and freed) by whichever thread gets to it first.
+    let work: Vec<PartitionSlot<K>> = rows
+        .into_iter()
+        .zip(labels)
+        .map(|pair| std::sync::Mutex::new(Some(pair)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let found: Vec<Vec<(u32, u64)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads.min(work.len()))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut found = Vec::new();
+                    loop {
+                        let p = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(slot) = work.get(p) else { break };
+                        let taken = slot.lock().expect("partition lock").take();
+                        if let Some((rows, labels)) = taken {
+                            match_partition(&rows, &labels, ttl, &mut found);
+                        }
+                    }
+                    found
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a matching thread panicked"))
+            .collect()
+    });
+    let mut out = vec![NO_MATCH; n_labels];
+    for (label, at) in found.into_iter().flatten() {
+        out[label as usize] = at;
+    }
+    out
+}
+
+/// One partition: dense entity ids, the rows of each entity contiguous (a counting sort) and
+/// sorted by (time, position), then a binary search per label.
+fn match_partition<K: Key>(
+    rows: &[Vec<Entry<K>>],
+    labels: &[Vec<Entry<K>>],
+    ttl: Option<i64>,
+    found: &mut Vec<(u32, u64)>,
+) {
+    let n: usize = rows.iter().map(Vec::len).sum();
+    let mut ids: HashMap<K, u32> = HashMap::default();
+    let mut entity: Vec<u32> = Vec::with_capacity(n);
+    for e in rows.iter().flatten() {
+        let next = ids.len() as u32;
+        entity.push(*ids.entry(e.key).or_insert(next));
+    }
     let mut offsets = vec![0usize; ids.len() + 1];
-    for &e in &row_entity {
-        if e != u32::MAX {
-            offsets[e as usize + 1] += 1;
-        }
+    for &e in &entity {
+        offsets[e as usize + 1] += 1;
     }
     for k in 1..offsets.len() {
         offsets[k] += offsets[k - 1];
     }
     let mut fill = offsets.clone();
-    let mut sorted: Vec<(i64, u32)> = vec![(0, 0); offsets[ids.len()]];
-    for (i, &e) in row_entity.iter().enumerate() {
-        if e != u32::MAX {
-            let slot = &mut fill[e as usize];
-            sorted[*slot] = (row_times[i].unwrap_or_default(), i as u32);
-            *slot += 1;
-        }
+    let mut sorted: Vec<(i64, u64)> = vec![(0, 0); n];
+    for (e, row) in entity.iter().zip(rows.iter().flatten()) {
+        let slot = &mut fill[*e as usize];
+        sorted[*slot] = (row.ts, row.at);
+        *slot += 1;
     }
-    drop(row_entity);
+    drop(entity);
     for k in 0..ids.len() {
         sorted[offsets[k]..offsets[k + 1]].sort_unstable();
     }
-    let mut out = UInt32Builder::with_capacity(n_labels);
-    for (i, time) in label_times.iter().enumerate().take(n_labels) {
-        let found = time.zip(label_key(i)).and_then(|(t, key)| {
-            let e = *ids.get(&key)? as usize;
-            let group = &sorted[offsets[e]..offsets[e + 1]];
-            let at = group.partition_point(|(ts, _)| *ts <= t);
-            let (ts, row) = *group.get(at.checked_sub(1)?)?;
-            ttl.is_none_or(|ttl| ts >= t - ttl).then_some(row)
-        });
-        out.append_option(found);
+    for label in labels.iter().flatten() {
+        let Some(&e) = ids.get(&label.key) else {
+            continue;
+        };
+        let group = &sorted[offsets[e as usize]..offsets[e as usize + 1]];
+        let at = group.partition_point(|(ts, _)| *ts <= label.ts);
+        if let Some(&(ts, row)) = at.checked_sub(1).and_then(|i| group.get(i))
+            && ttl.is_none_or(|ttl| ts >= label.ts - ttl)
+        {
+            found.push((label.at as u32, row));
+        }
     }
-    out.finish()
 }
 
 /// A timestamp column as UTC microseconds.
-fn micros_of(batch: &RecordBatch, column: &str) -> Result<Vec<Option<i64>>, String> {
+fn micros_of(batch: &RecordBatch, column: &str) -> Result<TimestampMicrosecondArray, String> {
     let a = batch
         .column_by_name(column)
         .ok_or_else(|| format!("no column `{column}`"))?;
@@ -305,10 +530,7 @@ fn micros_of(batch: &RecordBatch, column: &str) -> Result<Vec<Option<i64>>, Stri
         &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
     )
     .map_err(|e| format!("`{column}` is not a timestamp: {e}"))?;
-    Ok(utc
-        .as_primitive::<TimestampMicrosecondType>()
-        .iter()
-        .collect())
+    Ok(utc.as_primitive::<TimestampMicrosecondType>().clone())
 }
 
 #[cfg(test)]
@@ -489,18 +711,23 @@ mod tests {
         };
         let entity = vec!["customer_id".to_string()];
         let view_batches = split(&view_batch);
-        let out = asof_join(
-            &split(&label_batch),
-            "label_ts",
-            &[AsofView {
-                batches: &view_batches,
-                entity: &entity,
-                timestamp: "feature_ts",
-                ttl: ttl_days.map(|d| Duration::from_secs(d as u64 * 86_400)),
-                features: vec![("value".into(), None)],
-            }],
-        )
-        .expect("joins");
+        let join = |threads| {
+            asof_join(
+                &split(&label_batch),
+                "label_ts",
+                &[AsofView {
+                    batches: &view_batches,
+                    entity: &entity,
+                    timestamp: "feature_ts",
+                    ttl: ttl_days.map(|d| Duration::from_secs(d as u64 * 86_400)),
+                    features: vec![("value".into(), None)],
+                }],
+                threads,
+            )
+            .expect("joins")
+        };
+        let out = join(1);
+        assert_eq!(join(3), out, "the thread count does not change the answer");
         assert_eq!(out.num_columns(), 4);
         let id = out
             .column(0)
@@ -642,6 +869,7 @@ mod tests {
                 ttl: None,
                 features: vec![("v".into(), Some(ScalarValue::Int64(Some(-1))))],
             }],
+            2,
         )
         .unwrap();
         let v = out.column(3).as_any().downcast_ref::<Int64Array>().unwrap();

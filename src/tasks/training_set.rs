@@ -230,7 +230,9 @@ impl TrainingSetTask {
                 features,
             })
             .collect();
-        let joined = asof_join(&label_batches, &self.label_timestamp, &views)
+        // As many threads as the engine gives a query.
+        let threads = ctx.state().config().target_partitions();
+        let joined = asof_join(&label_batches, &self.label_timestamp, &views, threads)
             .map_err(|m| cx.fail(format!("point-in-time join: {m}"), false))?;
         // Slices share the joined arrays; the writer gets batches of a usual size.
         const CHUNK: usize = 65_536;
