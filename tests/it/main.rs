@@ -4,6 +4,7 @@ mod audit;
 mod cli_errors;
 mod contracts;
 mod demo;
+mod faults;
 mod features;
 mod ingest_export;
 mod models;
