@@ -3,6 +3,7 @@
 mod audit;
 mod cli_errors;
 mod contracts;
+mod corpus;
 mod demo;
 mod faults;
 mod features;
