@@ -184,10 +184,20 @@ impl de::Error for YamlError {
 pub fn parse(text: &str) -> Result<Node, YamlError> {
     let mut builder = TreeBuilder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, true).map_err(|e| {
-        let message = e.info().to_string();
-        YamlError::at(Pos::from_marker(*e.marker()), message)
-    })?;
+    // Events one at a time rather than `Parser::load`, which recurses once per nesting level:
+    // 5,000 nested block mappings overflowed the stack before the depth limit could answer
+    // (issue 9, tests/it/corpus.rs `deeply_nested_yaml_mappings`).
+    loop {
+        let (event, mark) = parser.next_token().map_err(|e| {
+            let message = e.info().to_string();
+            YamlError::at(Pos::from_marker(*e.marker()), message)
+        })?;
+        let end = event == Event::StreamEnd;
+        builder.on_event(event, mark);
+        if end || builder.error.is_some() {
+            break;
+        }
+    }
     if let Some(err) = builder.error {
         return Err(err);
     }

@@ -5,6 +5,7 @@
 //! `engine` hands the same object stores to) reads or writes the storage root.
 
 pub mod audit;
+pub mod faults;
 pub mod object;
 pub mod registry;
 pub mod runs;

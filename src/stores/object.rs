@@ -140,6 +140,12 @@ pub fn open_url(url: &Url, options: &[(String, String)]) -> Result<Located> {
         }
     };
     let _ = options;
+    // Test-only fault injection (stores/faults.rs): every store of the process, so table IO,
+    // DataFusion scans, run state and the audit log all see the same faults.
+    let store = match fault_plan()? {
+        Some(plan) => super::faults::FaultStore::wrap(store, plan),
+        None => store,
+    };
     let mut url = url.clone();
     if !url.path().ends_with('/') {
         url.set_path(&format!("{}/", url.path()));
@@ -183,6 +189,9 @@ fn cloud_store(
             }
             // S3 has had conditional PUT (If-None-Match) since 2024; Delta commits rely on it.
             builder = builder.with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
+            if let Some(plan) = flaky_plan()? {
+                builder = builder.with_http_connector(super::faults::FlakyHttp::new(plan));
+            }
             Arc::new(builder.build().map_err(|e| StoreError::Root {
                 root: url.to_string(),
                 reason: e.to_string(),
@@ -195,6 +204,9 @@ fn cloud_store(
                     .parse()
                     .map_err(|e: object_store::Error| bad(key, e.to_string()))?;
                 builder = builder.with_config(k, value);
+            }
+            if let Some(plan) = flaky_plan()? {
+                builder = builder.with_http_connector(super::faults::FlakyHttp::new(plan));
             }
             Arc::new(builder.build().map_err(|e| StoreError::Root {
                 root: url.to_string(),
@@ -209,6 +221,9 @@ fn cloud_store(
                     .map_err(|e: object_store::Error| bad(key, e.to_string()))?;
                 builder = builder.with_config(k, value);
             }
+            if let Some(plan) = flaky_plan()? {
+                builder = builder.with_http_connector(super::faults::FlakyHttp::new(plan));
+            }
             Arc::new(builder.build().map_err(|e| StoreError::Root {
                 root: url.to_string(),
                 reason: e.to_string(),
@@ -216,6 +231,20 @@ fn cloud_store(
         }
     };
     Ok((store, store_url, path))
+}
+
+/// The process's fault plan (test-only, `NIGHTJAR_FAULTS`); a malformed one is a usage error.
+fn fault_plan() -> Result<Option<&'static super::faults::FaultPlan>> {
+    super::faults::plan().map_err(|reason| StoreError::BadOption {
+        key: super::faults::ENV.into(),
+        reason,
+    })
+}
+
+/// The fault plan when it asks for HTTP faults.
+#[cfg(feature = "cloud")]
+fn flaky_plan() -> Result<Option<&'static super::faults::FaultPlan>> {
+    Ok(fault_plan()?.filter(|p| p.http_503 > 0.0))
 }
 
 /// The project's storage root: tables, runs, registry and audit log live under it.

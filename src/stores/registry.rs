@@ -36,6 +36,8 @@ pub const MLMODEL: &str = "MLmodel";
 pub const CARD_MARKDOWN: &str = "card.md";
 pub const CARD_JSON: &str = "card.json";
 pub const TOMBSTONE: &str = "deleted.json";
+/// Who claimed a version (`run <id> task <task>`), created put-if-absent: the claim itself.
+pub const CLAIM: &str = "claim.json";
 
 #[derive(Clone)]
 pub struct Registry {
@@ -266,17 +268,39 @@ impl Registry {
             .collect())
     }
 
-    /// Claims the next free version number by creating its artefact.
-    pub async fn claim(&self, model: &str, artefact: Bytes) -> Result<u64> {
-        let mut next = self
-            .claimed(model)
-            .await?
-            .last_key_value()
-            .map_or(1, |(n, _)| n + 1);
+    /// Claims a version number for `owner` (a run's task) and writes its artefact. The claim
+    /// is `claim.json` naming the owner, created put-if-absent, so concurrent claimers take
+    /// distinct numbers. An unregistered version the same owner claimed earlier (an attempt
+    /// that crashed or failed before registering: a retry or `--resume`) is taken back rather
+    /// than a new number claimed, so an interrupted registration leaves no orphan version.
+    /// Returns the number and whether it was taken back.
+    pub async fn claim(&self, model: &str, artefact: Bytes, owner: &str) -> Result<(u64, bool)> {
+        let claimed = self.claimed(model).await?;
+        let owner_record = Bytes::from(serde_json::json!({ "owner": owner }).to_string());
+        // Only claims newer than the newest registered version can be an unfinished attempt.
+        for (n, claim) in claimed.iter().rev() {
+            if claim.registered {
+                break;
+            }
+            if claim.deleted {
+                continue;
+            }
+            let key = format!("{}/{CLAIM}", version_dir(model, *n));
+            if self.storage.get(&key).await?.as_ref() == Some(&owner_record) {
+                self.put_file(model, *n, ARTEFACT, artefact).await?;
+                return Ok((*n, true));
+            }
+        }
+        let mut next = claimed.last_key_value().map_or(1, |(n, _)| n + 1);
         loop {
-            let key = format!("{}/{ARTEFACT}", version_dir(model, next));
-            if self.storage.put_if_absent(&key, artefact.clone()).await? {
-                return Ok(next);
+            let key = format!("{}/{CLAIM}", version_dir(model, next));
+            if self
+                .storage
+                .put_if_absent(&key, owner_record.clone())
+                .await?
+            {
+                self.put_file(model, next, ARTEFACT, artefact).await?;
+                return Ok((next, false));
             }
             // Another writer took it between our listing and our put.
             next += 1;
@@ -612,8 +636,12 @@ mod tests {
 
     /// Claims and registers a version whose artefact is `text`.
     async fn register(registry: &Registry, model: &str, text: &str) -> u64 {
-        let version = registry
-            .claim(model, Bytes::from(text.to_string()))
+        let (version, _) = registry
+            .claim(
+                model,
+                Bytes::from(text.to_string()),
+                &format!("test {text}"),
+            )
             .await
             .unwrap();
         let meta = serde_json::json!({"files": [FileSig::of(ARTEFACT, text.as_bytes())]});
@@ -665,7 +693,13 @@ mod tests {
     async fn unregistered_claims_are_skipped_and_tampering_is_refused() {
         let registry = registry("registry-tamper").await;
         // Version 1 claimed but never registered (its task failed before the metadata).
-        assert_eq!(registry.claim("m", Bytes::from("a")).await.unwrap(), 1);
+        assert_eq!(
+            registry
+                .claim("m", Bytes::from("a"), "run A")
+                .await
+                .unwrap(),
+            (1, false)
+        );
         assert!(registry.versions("m").await.unwrap().is_empty());
         assert!(
             registry
@@ -673,8 +707,20 @@ mod tests {
                 .await
                 .is_err()
         );
-        let v = registry.claim("m", Bytes::from("b")).await.unwrap();
-        assert_eq!(v, 2, "a claimed number is never reused");
+        let (v, _) = registry
+            .claim("m", Bytes::from("b"), "run B")
+            .await
+            .unwrap();
+        assert_eq!(v, 2, "a claimed number is never reused by another claimer");
+        // The claimer of version 1 tries again (a retry, or `--resume` after a crash): it
+        // takes its own unregistered claim back instead of leaving it orphaned.
+        assert_eq!(
+            registry
+                .claim("m", Bytes::from("a"), "run A")
+                .await
+                .unwrap(),
+            (1, true)
+        );
         registry
             .put_file("m", v, CARD_MARKDOWN, Bytes::from("# card"))
             .await

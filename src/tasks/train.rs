@@ -569,8 +569,9 @@ impl TrainTask {
         // Claim the version, publish the holdout predictions, write the documents, then
         // register (metadata last: until it exists, the version is not visible).
         let mut files = vec![FileSig::of(registry::ARTEFACT, &artefact)];
-        let version = registry
-            .claim(&self.model, artefact.into())
+        let owner = format!("run {} task {}", cx.run.run_id, cx.task.id);
+        let (version, taken_back) = registry
+            .claim(&self.model, artefact.into(), &owner)
             .await
             .map_err(|e| cx.store_error(e))?;
         let holdout_batch = holdout_rows(
@@ -590,13 +591,23 @@ impl TrainTask {
             version,
         )
         .map_err(|e| cx.fail(e, false))?;
-        let written = gate::publish(
-            cx,
-            &holdout_table,
-            NewRows::Batches(vec![holdout_batch]),
-            WriteMode::Overwrite,
-        )
-        .await?;
+        // An earlier attempt that claimed this version may have published its holdout too.
+        let earlier = match taken_back {
+            true => cx.already_published(&holdout_table).await?,
+            false => None,
+        };
+        let written = match earlier.and_then(|mut done| done.written.pop()) {
+            Some(written) => written,
+            None => {
+                gate::publish(
+                    cx,
+                    &holdout_table,
+                    NewRows::Batches(vec![holdout_batch]),
+                    WriteMode::Overwrite,
+                )
+                .await?
+            }
+        };
         let mut metadata = Metadata {
             model: &self.model,
             version,

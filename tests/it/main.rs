@@ -3,12 +3,15 @@
 mod audit;
 mod cli_errors;
 mod contracts;
+mod corpus;
 mod demo;
+mod faults;
 mod features;
 mod ingest_export;
 mod models;
 mod registry;
 mod run_lock;
+mod s3;
 mod schedule;
 mod schema;
 
@@ -66,7 +69,21 @@ pub fn nightjar(dir: &Path, args: &[&str]) -> Out {
 /// `nightjar` with extra environment variables (the run's own OpenLineage settings are
 /// cleared first, so a developer's `OPENLINEAGE_URL` never reaches a test).
 pub fn nightjar_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
-    let output = Command::new(env!("CARGO_BIN_EXE_nightjar"))
+    nightjar_env_without(dir, args, env, &[])
+}
+
+/// `nightjar_env` with some variables of the test's own environment removed as well.
+pub fn nightjar_env_without(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    remove: &[&str],
+) -> Out {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_nightjar"));
+    for key in remove {
+        command.env_remove(key);
+    }
+    let output = command
         .arg("--project")
         .arg(dir)
         .args(args)
@@ -102,6 +119,26 @@ pub fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 pub const PROJECT_YAML: &str = "version: 1\nname: t\nstorage:\n  root: file://./warehouse\nlimits:\n  memory: 512MiB\n  max_parallel_tasks: 2\ndefaults:\n  retries: 0\n";
+
+/// The demo, small enough for tests that run it several times, with the promotion floors
+/// lowered so every model is promoted (a tiny run's models are weak).
+pub const SMALL_DEMO: &[&str] = &[
+    "run",
+    "marketing_nightly",
+    "--ds",
+    "2025-05-01",
+    "--var",
+    "customers=200",
+    "--var",
+    "days=40",
+    "--var",
+    "min_churn_auc=0",
+    "--var",
+    "min_propensity_auc=0",
+    "--var",
+    "min_ltv_r2=-1e9",
+    "--json",
+];
 
 /// A copy of the repository's demo project in a temp dir (its own warehouse).
 pub fn demo_copy() -> tempfile::TempDir {
@@ -193,12 +230,12 @@ where
 /// Delta versions present for a table (the commit files under `_delta_log`).
 pub fn delta_versions(warehouse: &Path, table: &str) -> Vec<u64> {
     let (zone, name) = table.split_once('.').expect("zone.name");
-    let log = warehouse
-        .join("tables")
-        .join(zone)
-        .join(name)
-        .join("_delta_log");
-    let mut versions: Vec<u64> = std::fs::read_dir(&log)
+    delta_log_versions(&warehouse.join("tables").join(zone).join(name))
+}
+
+/// Delta versions present in the table at `table_dir` (none if it has no log).
+pub fn delta_log_versions(table_dir: &Path) -> Vec<u64> {
+    let mut versions: Vec<u64> = std::fs::read_dir(table_dir.join("_delta_log"))
         .map(|entries| {
             entries
                 .flatten()

@@ -4,26 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{demo_copy, files_under, nightjar};
-
-/// A demo run small enough for tests that start it twice.
-const SMALL_DEMO: &[&str] = &[
-    "run",
-    "marketing_nightly",
-    "--ds",
-    "2025-05-01",
-    "--var",
-    "customers=200",
-    "--var",
-    "days=40",
-    "--var",
-    "min_churn_auc=0",
-    "--var",
-    "min_propensity_auc=0",
-    "--var",
-    "min_ltv_r2=-1e9",
-    "--json",
-];
+use crate::{SMALL_DEMO, demo_copy, files_under, nightjar};
 
 const SIDE_PIPELINE: &str = "version: 1\ntasks:\n  - id: one\n    kind: sql\n    output: side.one\n    sql: SELECT 1 AS x\n";
 
