@@ -316,6 +316,13 @@ impl IngestTask {
         if files.is_empty() {
             return Err(cx.fail(format!("no files match `{}`", self.source), false));
         }
+        if self.format == FileFormat::Parquet {
+            for (url, meta) in &files {
+                check_parquet_footer(&located, meta)
+                    .await
+                    .map_err(|e| cx.fail(format!("`{url}` {e}"), false))?;
+            }
+        }
         let sources = files
             .iter()
             .map(|(url, meta)| super::SourceObject {
@@ -476,6 +483,39 @@ impl IngestTask {
             _ => message.to_string(),
         }
     }
+}
+
+/// A Parquet file ends with its footer's length and `PAR1`. A length that does not fit in
+/// the file made the parquet crate panic (an overflow in its metadata decoder) instead of
+/// failing, so the last 8 bytes are checked before the file is handed to it.
+async fn check_parquet_footer(
+    located: &Located,
+    meta: &object_store::ObjectMeta,
+) -> Result<(), String> {
+    const MAGIC: &[u8] = b"PAR1";
+    // Header magic, footer length, footer magic.
+    if meta.size < 12 {
+        return Err(format!(
+            "is not a Parquet file: {} bytes, fewer than the 12 of an empty one",
+            meta.size
+        ));
+    }
+    let tail = located
+        .store
+        .get_range(&meta.location, meta.size - 8..meta.size)
+        .await
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if &tail[4..] != MAGIC {
+        return Err("is not a Parquet file: it does not end with `PAR1`".into());
+    }
+    let footer = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if footer + 12 > meta.size {
+        return Err(format!(
+            "is a corrupt Parquet file: its footer claims {footer} bytes of a {}-byte file",
+            meta.size
+        ));
+    }
+    Ok(())
 }
 
 fn is_parse_error(text: &str) -> bool {
