@@ -11,6 +11,11 @@
 //! - `http_503=P`: on HTTP stores (S3, GCS, Azure), answer a share `P` (0..1) of requests
 //!   with `503 Slow Down` without sending them. The fault sits *beneath* object_store's
 //!   retry layer (an `HttpConnector`), so it exercises the real backoff-and-retry path.
+//! - `http_timeout=P`: on HTTP stores, *send* a share `P` of requests, then drop the answer
+//!   and report a timeout: the server did the work, the client does not know it. object_store
+//!   retries idempotent requests; a conditional create (Delta commits, registry claims,
+//!   aliases, audit segments) fails upward, and whoever retries it must recognise its own
+//!   write.
 //! - `crash_after_writes=N`: abort the process (SIGABRT, no unwinding, no cleanup: the
 //!   moral equivalent of SIGKILL) right after the N-th completed write of this process, so
 //!   the write is durable but the writer never learns it succeeded. Writes are puts
@@ -48,6 +53,7 @@ pub const ENV: &str = "NIGHTJAR_FAULTS";
 pub struct FaultPlan {
     pub seed: u64,
     pub http_503: f64,
+    pub http_timeout: f64,
     pub crash_after_writes: Option<u64>,
     pub crash_on: Option<String>,
     pub fail_writes: Option<String>,
@@ -79,11 +85,18 @@ impl FaultPlan {
                             .ok_or_else(|| number("a positive integer"))?,
                     )
                 }
+                "http_timeout" => {
+                    plan.http_timeout = value
+                        .parse()
+                        .ok()
+                        .filter(|p: &f64| (0.0..=1.0).contains(p))
+                        .ok_or_else(|| number("a share between 0 and 1"))?
+                }
                 "crash_on" => plan.crash_on = Some(value.to_string()),
                 "fail_writes" => plan.fail_writes = Some(value.to_string()),
                 other => {
                     return Err(format!(
-                        "unknown key `{other}` (expected seed, http_503, crash_after_writes, crash_on, fail_writes)"
+                        "unknown key `{other}` (expected seed, http_503, http_timeout, crash_after_writes, crash_on, fail_writes)"
                     ));
                 }
             }
@@ -308,6 +321,7 @@ impl object_store::client::HttpConnector for FlakyHttp {
         Ok(object_store::client::HttpClient::new(FlakyService {
             inner,
             share: self.plan.http_503,
+            lost: self.plan.http_timeout,
             rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(self.plan.seed)),
         }))
     }
@@ -318,6 +332,8 @@ impl object_store::client::HttpConnector for FlakyHttp {
 struct FlakyService {
     inner: object_store::client::HttpClient,
     share: f64,
+    /// The share of requests whose answer is lost after they were sent.
+    lost: f64,
     rng: Mutex<rand_chacha::ChaCha8Rng>,
 }
 
@@ -328,9 +344,9 @@ impl object_store::client::HttpService for FlakyService {
         &self,
         req: object_store::client::HttpRequest,
     ) -> Result<object_store::client::HttpResponse, object_store::client::HttpError> {
-        let fail = {
+        let (fail, lose) = {
             let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-            rng.random_bool(self.share)
+            (rng.random_bool(self.share), rng.random_bool(self.lost))
         };
         if fail {
             tracing::debug!(method = %req.method(), uri = %req.uri(), "{ENV}: injected 503");
@@ -338,6 +354,18 @@ impl object_store::client::HttpService for FlakyService {
             let mut response = object_store::client::HttpResponse::new(Bytes::from(body).into());
             *response.status_mut() = 503u16.try_into().expect("503 is a status code");
             return Ok(response);
+        }
+        if lose {
+            let (method, uri) = (req.method().clone(), req.uri().clone());
+            let answer = self.inner.execute(req).await;
+            tracing::debug!(%method, %uri, status = ?answer.as_ref().map(|r| r.status()).ok(), "{ENV}: injected timeout after sending");
+            return Err(object_store::client::HttpError::new(
+                object_store::client::HttpErrorKind::Timeout,
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the answer was lost (injected by NIGHTJAR_FAULTS)",
+                ),
+            ));
         }
         self.inner.execute(req).await
     }
@@ -352,12 +380,13 @@ mod tests {
     fn plans_parse_and_bad_ones_say_why() {
         assert_eq!(
             FaultPlan::parse(
-                "seed=7, http_503=0.1,crash_after_writes=12,crash_on=/_delta_log/,fail_writes=staging/"
+                "seed=7, http_503=0.1,http_timeout=0.05,crash_after_writes=12,crash_on=/_delta_log/,fail_writes=staging/"
             )
             .unwrap(),
             FaultPlan {
                 seed: 7,
                 http_503: 0.1,
+                http_timeout: 0.05,
                 crash_after_writes: Some(12),
                 crash_on: Some("/_delta_log/".into()),
                 fail_writes: Some("staging/".into()),

@@ -244,7 +244,7 @@ fn fault_plan() -> Result<Option<&'static super::faults::FaultPlan>> {
 /// The fault plan when it asks for HTTP faults.
 #[cfg(feature = "cloud")]
 fn flaky_plan() -> Result<Option<&'static super::faults::FaultPlan>> {
-    Ok(fault_plan()?.filter(|p| p.http_503 > 0.0))
+    Ok(fault_plan()?.filter(|p| p.http_503 > 0.0 || p.http_timeout > 0.0))
 }
 
 /// The project's storage root: tables, runs, registry and audit log live under it.
@@ -356,24 +356,48 @@ impl Storage {
     }
 
     /// Creates an object only if it does not exist; `Ok(false)` if it does.
+    ///
+    /// A conditional create is not retried by object_store when its answer is lost (a
+    /// timeout, a dropped connection): the object may exist now, written by this very call.
+    /// So after such an error the object is read back: our bytes mean the create landed
+    /// (`Ok(true)`), other bytes that another writer won (`Ok(false)`), and no object that
+    /// the create is tried again, a few times, before the error is returned. Every caller
+    /// writes records unique to its writer (run ids, times, hash links), so equal bytes are
+    /// our own write.
     pub async fn put_if_absent(&self, rel: &str, bytes: Bytes) -> Result<bool> {
+        const ATTEMPTS: usize = 3;
         let path = self.path(rel);
-        let opts = PutOptions {
+        let opts = || PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self
-            .root
-            .store
-            .put_opts(&path, PutPayload::from(bytes), opts)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(source) => Err(StoreError::Object {
+        let mut attempt = 1;
+        loop {
+            let source = match self
+                .root
+                .store
+                .put_opts(&path, PutPayload::from(bytes.clone()), opts())
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+                Err(source) => source,
+            };
+            let unanswered = |source| StoreError::Object {
                 path: path.to_string(),
                 source,
-            }),
+            };
+            if matches!(source, object_store::Error::NotImplemented { .. }) {
+                return Err(unanswered(source));
+            }
+            match self.get(rel).await {
+                Ok(Some(existing)) => {
+                    tracing::debug!(%path, error = %source, "conditional create unanswered; read back");
+                    return Ok(existing == bytes);
+                }
+                Ok(None) if attempt < ATTEMPTS => attempt += 1,
+                _ => return Err(unanswered(source)),
+            }
         }
     }
 

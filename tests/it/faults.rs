@@ -226,15 +226,41 @@ fn a_crash_at_any_kind_of_write_then_resume_ends_like_an_uninterrupted_run() {
     }
 }
 
-#[test]
-fn transient_s3_503s_are_ridden_out_by_retries_beneath_the_tasks() {
+/// The small demo run on local disk (the reference), a moto server, and a demo copy whose
+/// storage root is on that server.
+fn local_run_and_s3_demo() -> (tempfile::TempDir, Moto, tempfile::TempDir) {
     let local = demo_copy();
     let out = nightjar(local.path(), SMALL_DEMO);
     assert_eq!(out.code, 0, "{}", out.stderr);
-
     let server = Moto::start();
     let dir = demo_copy();
     set_storage_root(dir.path(), &format!("s3://{}/warehouse", crate::s3::BUCKET));
+    (local, server, dir)
+}
+
+/// The S3 run's tables equal the local run's and its audit chain verifies; returns the
+/// downloaded warehouse.
+fn assert_equals_local(
+    server: &Moto,
+    dir: &tempfile::TempDir,
+    local: &tempfile::TempDir,
+    what: &str,
+) -> tempfile::TempDir {
+    let downloaded = tempfile::tempdir().expect("tempdir");
+    server.download("warehouse", downloaded.path());
+    assert_same_tables(
+        &warehouse_tables(downloaded.path()),
+        &warehouse_tables(&local.path().join("warehouse")),
+        what,
+    );
+    let verify = nightjar_s3(server, dir.path(), &["audit", "verify"], &[]);
+    assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
+    downloaded
+}
+
+#[test]
+fn transient_s3_503s_are_ridden_out_by_retries_beneath_the_tasks() {
+    let (local, server, dir) = local_run_and_s3_demo();
     let out = nightjar_s3(
         &server,
         dir.path(),
@@ -260,16 +286,67 @@ fn transient_s3_503s_are_ridden_out_by_retries_beneath_the_tasks() {
     }
     eprintln!("injected 503s: {injected}");
 
-    // The same outputs as the run on local disk.
-    let downloaded = tempfile::tempdir().expect("tempdir");
-    server.download("warehouse", downloaded.path());
-    assert_same_tables(
-        &warehouse_tables(downloaded.path()),
-        &warehouse_tables(&local.path().join("warehouse")),
-        "s3:// with 20% 503s against file://",
+    assert_equals_local(&server, &dir, &local, "s3:// with 20% 503s against file://");
+}
+
+/// Requests that reach S3 but whose answer is lost: the server did the work, the client saw a
+/// timeout. object_store retries idempotent requests; a conditional create fails upward, and
+/// whoever tries again must recognise its own earlier write rather than claim a second
+/// version, commit twice or fork the audit chain. The run must succeed and equal an
+/// undisturbed run.
+#[test]
+fn lost_s3_answers_are_recognised_on_retry_and_nothing_is_written_twice() {
+    let (local, server, dir) = local_run_and_s3_demo();
+    let faults = [
+        ("NIGHTJAR_FAULTS", "seed=5,http_timeout=0.1"),
+        ("NIGHTJAR_LOG", "nightjar::stores::faults=debug"),
+    ];
+    let out = nightjar_s3(&server, dir.path(), SMALL_DEMO, &faults);
+    assert_no_panic(&out);
+    assert_eq!(
+        out.code, 0,
+        "lost answers fail no task\nstdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
     );
-    let verify = nightjar_s3(&server, dir.path(), &["audit", "verify"], &[]);
-    assert_eq!(verify.code, 0, "{}\n{}", verify.stdout, verify.stderr);
+    // Lost answers to conditional creates: Delta commits, audit segments, registry files.
+    let lost: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("injected timeout after sending"))
+        .collect();
+    let lost_creates = lost
+        .iter()
+        .filter(|l| l.contains("method=PUT"))
+        .filter(|l| {
+            ["/_delta_log/", "/audit/", "/registry/"]
+                .iter()
+                .any(|k| l.contains(k))
+        })
+        .count();
+    eprintln!(
+        "lost answers: {} ({lost_creates} to conditional creates)",
+        lost.len()
+    );
+    assert!(lost.len() >= 50, "only {} answers were lost", lost.len());
+    assert!(lost_creates >= 1, "no conditional create lost its answer");
+    let state: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    for task in state["tasks"].as_array().unwrap() {
+        assert_eq!(task["status"], "succeeded", "{task}");
+    }
+
+    let downloaded = assert_equals_local(
+        &server,
+        &dir,
+        &local,
+        "s3:// with lost answers against file://",
+    );
+    for model in ["churn", "propensity", "ltv"] {
+        let versions =
+            std::fs::read_dir(downloaded.path().join(format!("registry/{model}/versions")))
+                .map(|d| d.count())
+                .unwrap_or(0);
+        assert_eq!(versions, 1, "`{model}`: one version, no orphan claims");
+    }
 }
 
 #[test]
