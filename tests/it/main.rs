@@ -280,6 +280,16 @@ pub fn sigterm_once_running(child: &std::process::Child, runs_dir: &Path) {
     assert!(status.success());
 }
 
+/// Whether `path` is object_store's staging file for a local put (`<name>#<digits>`): a put
+/// writes it, then renames (or hard-links) it into place. A process killed mid-put leaves it
+/// behind; the store never lists or reads such names, so no reader can see one.
+pub fn is_staged_upload(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.rsplit_once('#'))
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Every file under `dir`, recursively, sorted (none if `dir` does not exist).
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
