@@ -3,12 +3,17 @@
 # plus one pipeline of 2,000 tasks) validated end to end by the CLI, and the 2,000-task
 # pipeline planned and run (one source task, 1,998 tasks reading it, one task after them all).
 # Usage: benches/scale.sh [RUNS]   (default 10 validate runs, 3 runs of the big pipeline)
+#        NIGHTJAR_BIN=path/to/nightjar benches/scale.sh   (time that binary, build nothing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-10}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nightjar-bench-target}"
-cargo build --release --quiet --bin nightjar
-BIN="$CARGO_TARGET_DIR/release/nightjar"
+if [ -n "${NIGHTJAR_BIN:-}" ]; then
+  BIN="$NIGHTJAR_BIN"
+else
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nightjar-bench-target}"
+  cargo build --release --quiet --bin nightjar
+  BIN="$CARGO_TARGET_DIR/release/nightjar"
+fi
 
 P=$(mktemp -d)
 trap 'rm -rf "$P"' EXIT
