@@ -280,14 +280,27 @@ pub fn sigterm_once_running(child: &std::process::Child, runs_dir: &Path) {
     assert!(status.success());
 }
 
-/// Whether `path` is object_store's staging file for a local put (`<name>#<digits>`): a put
-/// writes it, then renames (or hard-links) it into place. A process killed mid-put leaves it
-/// behind; the store never lists or reads such names, so no reader can see one.
-pub fn is_staged_upload(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|name| name.to_str())
-        .and_then(|name| name.rsplit_once('#'))
-        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+/// Every object under `dir` as object_store's local store lists it, as sorted paths. Unlike
+/// `files_under`, this leaves out what the store never lists or reads: the staging file
+/// (`<name>#<digits>`) of a put that a crash interrupted before its rename.
+pub fn listed_files_under(dir: &Path) -> Vec<PathBuf> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    if !dir.exists() {
+        return vec![];
+    }
+    let store = object_store::local::LocalFileSystem::new_with_prefix(dir).expect("local store");
+    let objects: Vec<object_store::ObjectMeta> = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(store.list(None).try_collect())
+        .expect("list");
+    let mut out: Vec<PathBuf> = objects
+        .iter()
+        .map(|meta| dir.join(meta.location.as_ref()))
+        .collect();
+    out.sort();
+    out
 }
 
 /// Every file under `dir`, recursively, sorted (none if `dir` does not exist).
@@ -344,4 +357,19 @@ pub fn string_column(
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+#[test]
+fn listed_files_leave_out_an_interrupted_puts_staging_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("m/versions/1")).expect("dirs");
+    for name in ["card.json", "card.json#1", "a#b#1"] {
+        std::fs::write(dir.path().join("m/versions/1").join(name), b"{}").expect("write");
+    }
+    let listed: Vec<String> = listed_files_under(dir.path())
+        .iter()
+        .map(|p| p.strip_prefix(dir.path()).unwrap().display().to_string())
+        .collect();
+    assert_eq!(listed, ["m/versions/1/a#b#1", "m/versions/1/card.json"]);
+    assert_eq!(files_under(dir.path()).len(), 3);
 }

@@ -364,12 +364,11 @@ pub fn mask_run_ids_and_times(text: &str) -> String {
 /// The registry of a warehouse, each file as masked text: model versions (`model.json` as is,
 /// every other file with run ids and times masked, and `metadata.json` without the hashes and
 /// sizes of the files that name the run) and alias records: what the store lists, so not the
-/// staging file of a put that a crash interrupted (`is_staged_upload`).
+/// staging file of a put that a crash interrupted (`listed_files_under`).
 pub fn registry_contents(warehouse: &Path) -> BTreeMap<String, String> {
     let registry = warehouse.join("registry");
-    files_under(&registry)
+    crate::listed_files_under(&registry)
         .into_iter()
-        .filter(|file| !crate::is_staged_upload(file))
         .map(|file| {
             let rel = file
                 .strip_prefix(&registry)
