@@ -47,7 +47,7 @@ impl Diagnostic {
 
     /// Attach the source line and underline the token that starts at the column.
     pub fn with_source(mut self, source: &str) -> Diagnostic {
-        if let Some(line) = source.lines().nth(self.line.saturating_sub(1) as usize) {
+        if let Some(line) = source_lines(source).nth(self.line.saturating_sub(1) as usize) {
             if self.width <= 1 {
                 let rest: String = line
                     .chars()
@@ -63,6 +63,42 @@ impl Diagnostic {
     pub fn location(&self) -> String {
         format!("{}:{}:{}", self.file.display(), self.line, self.column)
     }
+}
+
+/// The lines of `text` as YAML counts them: CRLF, a lone CR and LF each end a line (YAML 1.2
+/// §5.4, and yaml-rust2 reports positions that way), where `str::lines` knows only LF and CRLF.
+pub fn source_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.find(['\r', '\n']) {
+            Some(i) => {
+                let skip = if text[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&text[i + skip..]).filter(|r| !r.is_empty());
+                Some(&text[..i])
+            }
+            None => {
+                rest = None;
+                Some(text).filter(|t| !t.is_empty())
+            }
+        }
+    })
+}
+
+/// A project file's text with every line break made LF. YAML already reads a lone CR as a line
+/// break but DataFusion's SQL parser counts lines by LF only, so a file saved with CR or CRLF
+/// endings would get positions that disagree between the two (and with the line `with_source`
+/// shows).
+pub fn normalize_line_breaks(text: String) -> String {
+    if !text.contains('\r') {
+        return text;
+    }
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// Reads a project file (YAML or SQL) as UTF-8 with its line breaks made LF.
+pub fn read_source(path: &Path) -> std::io::Result<String> {
+    std::fs::read_to_string(path).map(normalize_line_breaks)
 }
 
 /// The length of the token at the start of `rest`: a quoted string, a word, or one character.
@@ -150,6 +186,26 @@ mod tests {
             d.to_string(),
             "error: unknown task `bb`\n --> pipelines/x.yaml:3:18\n  |\n3 |     depends_on: [bb]\n  |                  ^^\n\nhint: did you mean `b`?\n"
         );
+    }
+
+    #[test]
+    fn source_lines_end_at_crlf_a_lone_cr_or_lf() {
+        let lines: Vec<&str> = source_lines("a\r\nb\rc\nd").collect();
+        assert_eq!(lines, ["a", "b", "c", "d"]);
+        assert_eq!(source_lines("a\n\nb\n").collect::<Vec<_>>(), ["a", "", "b"]);
+        assert_eq!(source_lines("").count(), 0);
+        assert_eq!(
+            normalize_line_breaks("a\r\nb\rc\n".into()),
+            "a\nb\nc\n".to_string()
+        );
+    }
+
+    #[test]
+    fn a_bare_cr_file_shows_the_line_yaml_reported() {
+        let d = Diagnostic::new(Path::new("x.yaml"), Pos { line: 2, col: 1 }, "bad")
+            .with_source("name: a\rretires: 3\r");
+        assert_eq!(d.source_line.as_deref(), Some("retires: 3"));
+        assert_eq!(d.width, 7);
     }
 
     #[test]

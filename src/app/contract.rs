@@ -32,7 +32,7 @@ pub(super) async fn check(dir: &Path, args: &CheckArgs<'_>, json: bool) -> Resul
     } else {
         project.dir.join(args.contract)
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let text = crate::diag::read_source(&path).map_err(|e| {
         Failure::usage(format!(
             "cannot read contract `{}`: {e}",
             args.contract.display()

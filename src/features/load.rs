@@ -107,7 +107,7 @@ fn load_view(dir: &Path, file: SourceFile, diags: &mut Vec<Diagnostic>) -> Optio
         return None;
     }
     let sql_path = PathBuf::from("features").join(&sql_rel);
-    let sql_text = match std::fs::read_to_string(dir.join(&sql_path)) {
+    let sql_text = match crate::diag::read_source(&dir.join(&sql_path)) {
         Ok(t) => t,
         Err(e) => {
             diags.push(

@@ -511,7 +511,7 @@ pub fn load_project(dir: &Path, options: &LoadOptions) -> Result<Project, Vec<Di
     })?;
 
     let config_path = dir.join(PROJECT_FILE);
-    let config_text = std::fs::read_to_string(&config_path).map_err(|e| {
+    let config_text = crate::diag::read_source(&config_path).map_err(|e| {
         vec![
             Diagnostic::new(
                 Path::new(PROJECT_FILE),
@@ -629,7 +629,7 @@ pub(crate) fn read_yaml_files(
     let mut files = Vec::new();
     for path in paths {
         let rel = path.strip_prefix(dir).unwrap_or(&path).to_path_buf();
-        match std::fs::read_to_string(&path) {
+        match crate::diag::read_source(&path) {
             Ok(text) => files.push(SourceFile { path: rel, text }),
             Err(e) => diags.push(Diagnostic::new(
                 &rel,

@@ -154,7 +154,7 @@ pub(super) fn resolve_query(
                 ));
                 return None;
             }
-            match std::fs::read_to_string(cx.dir.join(path)) {
+            match crate::diag::read_source(&cx.dir.join(path)) {
                 Ok(text) => (
                     text.clone(),
                     SqlOrigin {

@@ -57,6 +57,50 @@ fn malformed_yaml() {
     expect(&out, 2, &["pipelines/p.yaml:"]);
 }
 
+/// Found by the fuzz targets (fuzz/regressions/*-bare-cr): YAML reads a lone CR as a line
+/// break, so the reported line must be the one shown, not a line past the LF-counted end.
+#[test]
+fn bare_cr_line_endings() {
+    let out = validate(
+        "version: 1\rtasks:\r  - id: a\r    kind: sql\r    retires: 3\r    output: s.a\r    sql: SELECT 1 AS x\r",
+    );
+    expect(
+        &out,
+        2,
+        &["pipelines/p.yaml:5:5", "5 |     retires: 3", "^^^^^^^"],
+    );
+}
+
+#[test]
+fn crlf_line_endings() {
+    let pipeline = "version: 1\r\ntasks:\r\n  - id: a\r\n    kind: sql\r\n    output: s.a\r\n    sql: SELECT 1 AS x\r\n";
+    expect(&validate(pipeline), 0, &[]);
+    let bad = pipeline.replace("kind: sql", "kind: sql\r\n    retires: 3");
+    expect(
+        &validate(&bad),
+        2,
+        &["pipelines/p.yaml:5:5", "5 |     retires: 3"],
+    );
+}
+
+/// A view's SQL saved with CR or CRLF endings: DataFusion's parser counts lines by LF, so the
+/// file is read with its line breaks made LF and a parse error names the line the editor shows.
+#[test]
+fn sql_file_with_cr_line_endings() {
+    for eol in ["\r", "\r\n"] {
+        let sql = [
+            "SELECT customer_id,",
+            "  {{ as_of }} AS feature_ts,",
+            "  1.0 AS value FROM FROM raw.customers",
+            "",
+        ]
+        .join(eol);
+        let dir = view_project(&sql);
+        let out = nightjar(dir.path(), &["validate"]);
+        expect(&out, 2, &["features/odd_view.sql:3:"]);
+    }
+}
+
 #[test]
 fn deeply_nested_yaml() {
     let deep = format!(
