@@ -428,6 +428,7 @@ impl TaskRunner for Runner {
             run: &self.ctx,
             task,
             cancel,
+            attempt,
         };
         // Lineage around every task kind alike: START queued before the first attempt does
         // anything, COMPLETE durable (with the START) before the executor, and so any
@@ -575,6 +576,7 @@ async fn execute_run(
     let (project, plan, mask) = compile_for_run(dir, pipeline, args, ds, vars.clone(), interval)?;
     let storage = open_storage(&project).await?;
     let (exec_plan, map) = to_exec_plan(&plan, &mask);
+    let fresh_id = run_id.is_none() && previous.is_none();
     let run_id = run_id
         .or_else(|| previous.as_ref().map(|s| s.run_id.clone()))
         .unwrap_or_else(runs::new_run_id);
@@ -661,6 +663,7 @@ async fn execute_run(
         ds,
         features: Arc::new(project.features.clone()),
         checks: Default::default(),
+        fresh_id,
     });
     let run_ctx = ctx.clone();
     let plan = Arc::new(plan);

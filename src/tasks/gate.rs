@@ -52,6 +52,14 @@ pub async fn publish_all(
     cx: &TaskCx<'_>,
     items: Vec<(String, NewRows, WriteMode)>,
 ) -> Result<Vec<Written>, TaskError> {
+    // Only contracted tables are staged; without one there is no scratch space to clear (two
+    // listings saved per task, which a DAG of many small tasks feels).
+    if !items
+        .iter()
+        .any(|(table, _, _)| contract_for(cx, table).is_some())
+    {
+        return check_then_commit(cx, items, "").await;
+    }
     let storage = cx.run.engine.storage().clone();
     let staging_root = format!("tmp/{}/{}/", cx.run.run_id, cx.task.id);
     // A previous attempt may have left files; the staged versions must be exactly these.
@@ -84,20 +92,23 @@ struct Checked {
     report: CheckReport,
 }
 
+/// The task's contract, if it has an object for `table`.
+fn contract_for<'a>(cx: &'a TaskCx<'_>, table: &str) -> Option<&'a PlannedContract> {
+    let sole = cx.task.kind.contract_tables().len() == 1;
+    cx.task
+        .contract
+        .as_ref()
+        .filter(|p| contract_object_for(&p.contract, table, sole).is_some())
+}
+
 async fn check_then_commit(
     cx: &TaskCx<'_>,
     items: Vec<(String, NewRows, WriteMode)>,
     staging_root: &str,
 ) -> Result<Vec<Written>, TaskError> {
-    let sole = cx.task.kind.contract_tables().len() == 1;
     let mut ready = Vec::new();
     for (table, rows, mode) in items {
-        let covered = cx
-            .task
-            .contract
-            .as_ref()
-            .filter(|p| contract_object_for(&p.contract, &table, sole).is_some());
-        match covered {
+        match contract_for(cx, &table) {
             None => ready.push(Ready::Direct(table, rows, mode)),
             Some(planned) => {
                 let staging = format!("{staging_root}{table}/");

@@ -210,6 +210,10 @@ pub struct RunContext {
     pub features: Arc<crate::features::Views>,
     /// Contract reports of this run, in the order they were made.
     pub checks: std::sync::Mutex<Vec<TaskCheck>>,
+    /// The run id was minted by this process for a new run (not resumed, not given by a
+    /// scheduler), so no commit can carry it yet: a first attempt need not look for its own
+    /// earlier publishes.
+    pub fresh_id: bool,
 }
 
 /// One contract check made by a task.
@@ -243,6 +247,8 @@ pub struct TaskCx<'a> {
     pub run: &'a RunContext,
     pub task: &'a PlannedTask,
     pub cancel: CancellationToken,
+    /// 1 for the first attempt of the task in this process.
+    pub attempt: u32,
 }
 
 /// What a task published.
@@ -329,6 +335,11 @@ impl TaskCx<'_> {
     /// This run's earlier attempt already published `table` (a retry or `--resume` after the
     /// commit): its output, so the task does not publish twice.
     pub async fn already_published(&self, table: &str) -> Result<Option<TaskOutput>, TaskError> {
+        // Nothing can be tagged with a run id minted moments ago; skipping the look saves a
+        // table load and a history read per task.
+        if self.attempt == 1 && self.run.fresh_id {
+            return Ok(None);
+        }
         let published = self
             .run
             .tables
