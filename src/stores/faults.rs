@@ -32,7 +32,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -43,7 +43,11 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, UploadPart,
 };
+// The HTTP-level faults exist only with the cloud stores (a build without them has no HTTP).
+#[cfg(feature = "cloud")]
 use rand::{Rng, SeedableRng};
+#[cfg(feature = "cloud")]
+use std::sync::Mutex;
 
 /// The environment variable that turns fault injection on (tests only).
 pub const ENV: &str = "NIGHTJAR_FAULTS";
