@@ -10,6 +10,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use libfuzzer_sys::fuzz_target;
 
+#[allow(dead_code)] // scratch_project and write are for the targets that write project files
 mod common;
 
 const FILE: &str = "contracts/fuzz.yaml";
