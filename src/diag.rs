@@ -1,6 +1,7 @@
 //! Diagnostics for project files: a message tied to `file:line:column`, rendered with the
 //! source line, a caret under the offending text and an optional hint.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -45,9 +46,12 @@ impl Diagnostic {
         self
     }
 
-    /// Attach the source line and underline the token that starts at the column.
+    /// Attach the source line and underline the token that starts at the column. The source
+    /// may be text no file read made LF (`parse_contract` takes any text), so lines are
+    /// counted as YAML counts them.
     pub fn with_source(mut self, source: &str) -> Diagnostic {
-        if let Some(line) = source_lines(source).nth(self.line.saturating_sub(1) as usize) {
+        let source = normalize_line_breaks(source);
+        if let Some(line) = source.lines().nth(self.line.saturating_sub(1) as usize) {
             if self.width <= 1 {
                 let rest: String = line
                     .chars()
@@ -65,40 +69,25 @@ impl Diagnostic {
     }
 }
 
-/// The lines of `text` as YAML counts them: CRLF, a lone CR and LF each end a line (YAML 1.2
-/// §5.4, and yaml-rust2 reports positions that way), where `str::lines` knows only LF and CRLF.
-pub fn source_lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut rest = Some(text);
-    std::iter::from_fn(move || {
-        let text = rest?;
-        match text.find(['\r', '\n']) {
-            Some(i) => {
-                let skip = if text[i..].starts_with("\r\n") { 2 } else { 1 };
-                rest = Some(&text[i + skip..]).filter(|r| !r.is_empty());
-                Some(&text[..i])
-            }
-            None => {
-                rest = None;
-                Some(text).filter(|t| !t.is_empty())
-            }
-        }
-    })
-}
-
-/// A project file's text with every line break made LF. YAML already reads a lone CR as a line
-/// break but DataFusion's SQL parser counts lines by LF only, so a file saved with CR or CRLF
-/// endings would get positions that disagree between the two (and with the line `with_source`
-/// shows).
-pub fn normalize_line_breaks(text: String) -> String {
+/// `text` with every line break made LF. YAML counts CRLF, a lone CR and LF each as one line
+/// break (YAML 1.2 §5.4; yaml-rust2 reports positions that way) while DataFusion's SQL parser
+/// and `str::lines` know only LF and CRLF, so a file saved with CR endings would get positions
+/// that disagree with each other and with the line `with_source` shows.
+pub fn normalize_line_breaks(text: &str) -> Cow<'_, str> {
     if !text.contains('\r') {
-        return text;
+        return Cow::Borrowed(text);
     }
-    text.replace("\r\n", "\n").replace('\r', "\n")
+    Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
 }
 
 /// Reads a project file (YAML or SQL) as UTF-8 with its line breaks made LF.
 pub fn read_source(path: &Path) -> std::io::Result<String> {
-    std::fs::read_to_string(path).map(normalize_line_breaks)
+    let text = std::fs::read_to_string(path)?;
+    let normalized = match normalize_line_breaks(&text) {
+        Cow::Owned(normalized) => Some(normalized),
+        Cow::Borrowed(_) => None,
+    };
+    Ok(normalized.unwrap_or(text))
 }
 
 /// The length of the token at the start of `rest`: a quoted string, a word, or one character.
@@ -189,15 +178,20 @@ mod tests {
     }
 
     #[test]
-    fn source_lines_end_at_crlf_a_lone_cr_or_lf() {
-        let lines: Vec<&str> = source_lines("a\r\nb\rc\nd").collect();
+    fn line_breaks_become_lf_whether_crlf_a_lone_cr_or_lf() {
+        let lines: Vec<String> = normalize_line_breaks("a\r\nb\rc\nd")
+            .lines()
+            .map(str::to_string)
+            .collect();
         assert_eq!(lines, ["a", "b", "c", "d"]);
-        assert_eq!(source_lines("a\n\nb\n").collect::<Vec<_>>(), ["a", "", "b"]);
-        assert_eq!(source_lines("").count(), 0);
-        assert_eq!(
-            normalize_line_breaks("a\r\nb\rc\n".into()),
-            "a\nb\nc\n".to_string()
+        let lf_only = normalize_line_breaks("a\n\nb\n");
+        assert!(
+            matches!(lf_only, Cow::Borrowed(_)),
+            "LF-only text is not copied"
         );
+        assert_eq!(lf_only.lines().collect::<Vec<_>>(), ["a", "", "b"]);
+        assert_eq!(normalize_line_breaks("").lines().count(), 0);
+        assert_eq!(normalize_line_breaks("a\r\nb\rc\n"), "a\nb\nc\n");
     }
 
     #[test]
