@@ -520,6 +520,16 @@ fn match_partition<K: Key>(
     }
 }
 
+/// The newest value of a timestamp column over `batches`, as UTC microseconds.
+pub fn newest_micros(batches: &[RecordBatch], column: &str) -> Result<Option<i64>, String> {
+    let mut newest = None;
+    for batch in batches {
+        let times = micros_of(batch, column)?;
+        newest = newest.max(arrow::compute::max(&times));
+    }
+    Ok(newest)
+}
+
 /// A timestamp column as UTC microseconds.
 fn micros_of(batch: &RecordBatch, column: &str) -> Result<TimestampMicrosecondArray, String> {
     let a = batch

@@ -1056,7 +1056,7 @@ fn md_training_data(out: &mut String, m: &Value) {
             Some(v.join(", "))
         }
     };
-    let rows = vec![
+    let mut rows = vec![
         vec![
             "Training table".into(),
             or_recorded(s_at(m, &["training", "table"])),
@@ -1066,6 +1066,29 @@ fn md_training_data(out: &mut String, m: &Value) {
             or_recorded(join(read)),
         ],
         vec!["Upstream datasets".into(), or_recorded(join(upstream))],
+    ];
+    // A training set's point-in-time join: the view versions scoring from `entities` reuses.
+    let views: Vec<String> = arr_at(m, &["training", "point_in_time", "views"])
+        .iter()
+        .filter_map(|v| {
+            let ttl = at(v, &["ttl_micros"]).and_then(Value::as_u64).map_or_else(
+                || "no ttl".to_string(),
+                |t| format!("ttl {}s", t / 1_000_000),
+            );
+            Some(format!(
+                "{}@{} ({ttl})",
+                s_at(v, &["view"])?,
+                s_at(v, &["version"])?
+            ))
+        })
+        .collect();
+    if !views.is_empty() {
+        rows.push(vec![
+            "Feature view versions (scoring rebuilds features from these)".into(),
+            esc(&views.join(", ")),
+        ]);
+    }
+    rows.extend(vec![
         vec!["Rows".into(), fmt_val(at(m, &["training", "rows"]))],
         vec![
             "Training rows".into(),
@@ -1089,7 +1112,7 @@ fn md_training_data(out: &mut String, m: &Value) {
             "Label definition".into(),
             or_declared(s_at(m, &["card", "label"])),
         ],
-    ];
+    ]);
     table(out, &["Field", "Value"], &rows);
 }
 

@@ -198,7 +198,7 @@ impl Tables {
             })?;
             out.push(Commit {
                 version,
-                rows: info.operation_metrics_rows().unwrap_or_default(),
+                rows: added_rows(info.info.get("operationMetrics")).unwrap_or_default(),
                 tag: info
                     .info
                     .get(META_KEY)
@@ -244,6 +244,15 @@ impl Tables {
         };
         self.finish_write(name, builder, WriteMode::Append, meta)
             .await
+    }
+
+    /// The nightjar tag of one version's commit (`None` for a commit written by another tool),
+    /// read from that commit file alone: one GET, whatever the history's length.
+    pub async fn tag_at(&self, name: &str, version: i64) -> Result<Option<CommitMeta>> {
+        let info = commit_info(&self.log_store(name)?, name, version).await?;
+        Ok(info
+            .and_then(|i| i.get(META_KEY).cloned())
+            .and_then(|tag| serde_json::from_value::<CommitMeta>(tag).ok()))
     }
 
     /// Every commit's version and nightjar tag (commits written by others have none), oldest
@@ -307,11 +316,12 @@ impl Tables {
             .await
             .map_err(delta_err)?;
         let version = table.version().unwrap_or(0);
-        let mut history = table.history(Some(1));
-        let rows = match history.next().await {
-            Some(Ok(info)) => info.operation_metrics_rows().unwrap_or_default(),
-            _ => 0,
-        };
+        // The commit just written, read back by its name: `history` would list the whole log
+        // directory first, which grows by one file per run.
+        let rows = commit_info(&table.log_store(), name, version as i64)
+            .await?
+            .and_then(|info| added_rows(info.get("operationMetrics")))
+            .unwrap_or_default();
         let facts = table.snapshot().ok().map(facts_of);
         Ok(Written {
             table: name.to_string(),
@@ -398,15 +408,29 @@ fn facts_of(state: &deltalake_core::table::state::DeltaTableState) -> TableFacts
     }
 }
 
-/// Rows added by a commit, from the operation metrics delta-rs writes into commitInfo.
-trait OperationRows {
-    fn operation_metrics_rows(&self) -> Option<u64>;
+/// The commitInfo action of one version's commit file, as JSON (one GET, no listing).
+async fn commit_info(
+    log_store: &LogStoreRef,
+    name: &str,
+    version: i64,
+) -> Result<Option<serde_json::Value>> {
+    let entry = log_store
+        .read_commit_entry(version.max(0) as u64)
+        .await
+        .map_err(|source| StoreError::Delta {
+            table: name.to_string(),
+            source,
+        })?
+        .ok_or_else(|| StoreError::Other(format!("table `{name}` has no version {version}")))?;
+    // A commit file is one action per line.
+    Ok(String::from_utf8_lossy(&entry)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|mut action| action.get_mut("commitInfo").map(serde_json::Value::take)))
 }
 
-impl OperationRows for deltalake_core::kernel::CommitInfo {
-    fn operation_metrics_rows(&self) -> Option<u64> {
-        let metrics = self.info.get("operationMetrics")?;
-        let value = metrics.get("num_added_rows")?;
-        value.as_u64().or_else(|| value.as_str()?.parse().ok())
-    }
+/// Rows added by a commit, from the operation metrics delta-rs writes into commitInfo.
+fn added_rows(metrics: Option<&serde_json::Value>) -> Option<u64> {
+    let value = metrics?.get("num_added_rows")?;
+    value.as_u64().or_else(|| value.as_str()?.parse().ok())
 }

@@ -21,7 +21,7 @@ use crate::contracts::{self, CheckOptions, CheckReport, RuleResult, Severity, Un
 use crate::exec::TaskError;
 use crate::plan::PlannedContract;
 use crate::spec::{OnViolation, QuarantineLimit, contract_object_for};
-use crate::stores::tables::{WriteMode, Written};
+use crate::stores::tables::{CommitMeta, WriteMode, Written};
 
 /// The rows of a new table version.
 pub enum NewRows {
@@ -40,7 +40,21 @@ pub async fn publish(
     rows: NewRows,
     mode: WriteMode,
 ) -> Result<Written, TaskError> {
-    let mut written = publish_all(cx, vec![(table.to_string(), rows, mode)]).await?;
+    publish_with_details(cx, table, rows, mode, None).await
+}
+
+/// `publish`, with a record kept in the commit's tag beside the run id (what a reader of
+/// that version needs to know about how it was made).
+pub async fn publish_with_details(
+    cx: &TaskCx<'_>,
+    table: &str,
+    rows: NewRows,
+    mode: WriteMode,
+    details: Option<serde_json::Value>,
+) -> Result<Written, TaskError> {
+    let mut meta = cx.commit_meta();
+    meta.details = details;
+    let mut written = publish_tagged(cx, vec![(table.to_string(), rows, mode)], &meta).await?;
     written
         .pop()
         .ok_or_else(|| cx.fail("nothing was written (this is a bug)", false))
@@ -52,13 +66,21 @@ pub async fn publish_all(
     cx: &TaskCx<'_>,
     items: Vec<(String, NewRows, WriteMode)>,
 ) -> Result<Vec<Written>, TaskError> {
+    publish_tagged(cx, items, &cx.commit_meta()).await
+}
+
+async fn publish_tagged(
+    cx: &TaskCx<'_>,
+    items: Vec<(String, NewRows, WriteMode)>,
+    meta: &CommitMeta,
+) -> Result<Vec<Written>, TaskError> {
     // Only contracted tables are staged; without one there is no scratch space to clear (two
     // listings saved per task, which a DAG of many small tasks feels).
     if !items
         .iter()
         .any(|(table, _, _)| contract_for(cx, table).is_some())
     {
-        return check_then_commit(cx, items, "").await;
+        return check_then_commit(cx, items, "", meta).await;
     }
     let storage = cx.run.engine.storage().clone();
     let staging_root = format!("tmp/{}/{}/", cx.run.run_id, cx.task.id);
@@ -67,7 +89,7 @@ pub async fn publish_all(
         .delete_prefix(&staging_root)
         .await
         .map_err(|e| cx.store_error(e))?;
-    let result = check_then_commit(cx, items, &staging_root).await;
+    let result = check_then_commit(cx, items, &staging_root, meta).await;
     if let Err(e) = storage.delete_prefix(&staging_root).await {
         tracing::warn!(task = %cx.task.id, "cannot remove staged files under {staging_root}: {e}");
     }
@@ -105,6 +127,7 @@ async fn check_then_commit(
     cx: &TaskCx<'_>,
     items: Vec<(String, NewRows, WriteMode)>,
     staging_root: &str,
+    meta: &CommitMeta,
 ) -> Result<Vec<Written>, TaskError> {
     let mut ready = Vec::new();
     for (table, rows, mode) in items {
@@ -117,19 +140,18 @@ async fn check_then_commit(
             }
         }
     }
-    let meta = cx.commit_meta();
     let tables = &cx.run.tables;
     let mut written = Vec::new();
     for item in ready {
         let w = match item {
             Ready::Direct(table, NewRows::Plan(session, plan), mode) => {
-                tables.write_plan(&table, &session, plan, mode, &meta).await
+                tables.write_plan(&table, &session, plan, mode, meta).await
             }
             Ready::Direct(table, NewRows::Batches(batches), mode) => {
-                tables.write_batches(&table, batches, mode, &meta).await
+                tables.write_batches(&table, batches, mode, meta).await
             }
             Ready::Checked(checked) => {
-                written.push(commit(cx, *checked).await?);
+                written.push(commit(cx, *checked, meta).await?);
                 continue;
             }
         };
@@ -139,7 +161,11 @@ async fn check_then_commit(
 }
 
 /// Commits a checked version: quarantined rows first (append), then the table.
-async fn commit(cx: &TaskCx<'_>, checked: Checked) -> Result<Written, TaskError> {
+async fn commit(
+    cx: &TaskCx<'_>,
+    checked: Checked,
+    meta: &CommitMeta,
+) -> Result<Written, TaskError> {
     let Checked {
         session,
         table,
@@ -148,12 +174,11 @@ async fn commit(cx: &TaskCx<'_>, checked: Checked) -> Result<Written, TaskError>
         quarantine,
         report,
     } = checked;
-    let meta = cx.commit_meta();
     if let Some((qtable, bad_sql)) = quarantine
         && cx
             .run
             .tables
-            .published_by(&qtable, &meta)
+            .published_by(&qtable, meta)
             .await
             .map_err(|e| cx.store_error(e))?
             .is_none()
@@ -165,7 +190,7 @@ async fn commit(cx: &TaskCx<'_>, checked: Checked) -> Result<Written, TaskError>
             .map_err(|e| cx.df_error(e))?;
         cx.run
             .tables
-            .write_plan(&qtable, &session, plan, WriteMode::Append, &meta)
+            .write_plan(&qtable, &session, plan, WriteMode::Append, meta)
             .await
             .map_err(|e| cx.store_error(e))?;
     }
@@ -177,7 +202,7 @@ async fn commit(cx: &TaskCx<'_>, checked: Checked) -> Result<Written, TaskError>
     let written = cx
         .run
         .tables
-        .write_plan(&table, &session, plan, mode, &meta)
+        .write_plan(&table, &session, plan, mode, meta)
         .await
         .map_err(|e| cx.store_error(e))?;
     cx.run.record_check(&cx.task.id, report, false);

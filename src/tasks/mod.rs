@@ -94,6 +94,8 @@ impl TaskKind {
     /// The key that names the tables a task reads, for messages about them.
     pub fn input_key(&self) -> &'static str {
         match self {
+            TaskKind::Score(t) if t.entities_file.is_some() => "entities_file",
+            TaskKind::Score(t) if t.entities.is_some() => "entities",
             TaskKind::Export(_)
             | TaskKind::Contract(_)
             | TaskKind::Train(_)
@@ -157,7 +159,7 @@ impl TaskKind {
             TaskKind::Features(t) => t.inputs(),
             TaskKind::TrainingSet(t) => t.inputs(),
             TaskKind::Train(t) => vec![t.table.clone()],
-            TaskKind::Score(t) => vec![t.table.clone()],
+            TaskKind::Score(t) => t.inputs(),
         }
     }
 

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use super::gate::{self, NewRows};
 use super::register::{self, CardSpec, PromoteSpec, Promotion};
+use super::training_set::TrainingSetRecord;
 use super::{ModelUse, SpecCx, TaskCx, TaskOutput, register_tables};
 use crate::diag::Diagnostic;
 use crate::exec::TaskError;
@@ -224,6 +225,10 @@ struct Training<'a> {
     split: &'a SplitSpec,
     /// With a time split: holdout rows have timestamp >= this (raw units of the column).
     holdout_from: Option<i64>,
+    /// When the table is a training set: its point-in-time join (view versions, ttls,
+    /// defaults), which `score` with `entities:` repeats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    point_in_time: Option<TrainingSetRecord>,
 }
 
 impl TrainTask {
@@ -338,6 +343,19 @@ impl TrainTask {
 
         let ctx = cx.run.engine.session().map_err(|e| cx.df_error(e))?;
         let read = register_tables(cx, &ctx, std::slice::from_ref(&self.table)).await?;
+        // A training set's commit says how its features were joined; the model keeps that,
+        // so scoring from views repeats the same join.
+        let point_in_time = match read.first() {
+            Some((stored, version)) => cx
+                .run
+                .tables
+                .tag_at(stored, *version)
+                .await
+                .map_err(|e| cx.store_error(e))?
+                .and_then(|tag| tag.details)
+                .and_then(|d| serde_json::from_value::<TrainingSetRecord>(d).ok()),
+            None => None,
+        };
         // Rows in a total order (every column), since a parallel scan returns them in any
         // order and the split, the bins and the float sums depend on it.
         let frame = ctx
@@ -639,6 +657,7 @@ impl TrainTask {
                 holdout_rows: holdout_idx.len(),
                 split: &self.split,
                 holdout_from,
+                point_in_time,
             },
             metrics,
             importance,

@@ -29,7 +29,7 @@ use super::{SpecCx, TaskCx, TaskOutput, register_tables};
 use crate::diag::Diagnostic;
 use crate::exec::TaskError;
 use crate::features::FeatureView;
-use crate::features::pit::{AsofView, asof_join};
+use crate::features::pit::{AsofView, asof_join, newest_micros};
 use crate::spec::{is_identifier, is_table_name};
 use crate::stores::tables::{WriteMode, feature_table};
 use datafusion::common::ScalarValue;
@@ -151,104 +151,254 @@ impl TrainingSetTask {
         }
         let label_batches = labels.collect().await.map_err(|e| cx.df_error(e))?;
 
-        let mut taken: HashSet<String> = label_columns.iter().cloned().collect();
-        let mut tables = Vec::new();
-        let mut columns = Vec::new();
-        for (view, version) in &self.views {
-            for key in &view.entity {
-                if !label_columns.contains(key) {
-                    return Err(cx.fail(
-                        format!(
-                            "the label query returns no column `{key}`, the entity of view `{}`",
-                            view.name
-                        ),
-                        false,
-                    ));
-                }
-            }
-            let name = feature_table(&view.name, version);
-            let (provider, delta_version) = match cx.run.tables.provider(&name).await {
-                Ok(found) => found,
-                Err(crate::stores::StoreError::NoSuchTable { .. }) => {
-                    return Err(cx.fail(super::no_materialization(&view.name, &name), false));
-                }
-                Err(e) => return Err(cx.store_error(e)),
-            };
-            let schema = provider.schema();
-            read.push((name, delta_version));
-            let names = feature_columns(view, Some(schema.as_ref()));
-            let mut features = Vec::new();
-            for f in names {
-                if !taken.insert(f.clone()) {
-                    return Err(cx.fail(
-                        format!(
-                            "column `{f}` of view `{}` is already a label column or a feature of an earlier view; rename one of them",
-                            view.name
-                        ),
-                        false,
-                    ));
-                }
-                let default = self.defaults.get(&f).and_then(default_value);
-                features.push((f, default));
-            }
-            // Only the columns the join needs are read.
-            let wanted: Vec<&str> = view
-                .entity
-                .iter()
-                .map(|s| s.as_str())
-                .chain([view.spec.timestamp.as_str()])
-                .chain(features.iter().map(|(f, _)| f.as_str()))
-                .collect();
-            let rows = ctx
-                .read_table(provider)
-                .and_then(|df| df.select_columns(&wanted))
-                .map_err(|e| cx.fail(format!("view `{}`: {e}", view.name), false))?
-                .collect()
-                .await
-                .map_err(|e| cx.df_error(e))?;
-            tables.push(rows);
-            columns.push(features);
-        }
-        for name in self.defaults.keys() {
-            if !columns.iter().flatten().any(|(f, _)| f == name) {
-                return Err(cx.fail(
-                    format!("`defaults` names `{name}`, which no listed view provides"),
-                    false,
-                ));
-            }
-        }
-        let views: Vec<AsofView<'_>> = self
+        let joins: Vec<ViewToJoin<'_>> = self
             .views
             .iter()
-            .zip(&tables)
-            .zip(columns)
-            .map(|(((view, _), batches), features)| AsofView {
-                batches,
+            .map(|(view, version)| ViewToJoin {
+                view: &view.name,
+                version,
                 entity: &view.entity,
                 timestamp: &view.spec.timestamp,
                 ttl: view.ttl(),
-                features,
+                features: ViewColumns::OfDefinition(view),
             })
             .collect();
-        // As many threads as the engine gives a query.
-        let threads = ctx.state().config().target_partitions();
-        let joined = asof_join(&label_batches, &self.label_timestamp, &views, threads)
-            .map_err(|m| cx.fail(format!("point-in-time join: {m}"), false))?;
+        let (joined, views_read, record) = join_views(
+            cx,
+            &ctx,
+            Labels {
+                batches: &label_batches,
+                columns: &label_columns,
+                timestamp: &self.label_timestamp,
+            },
+            &joins,
+            &self.defaults,
+            &|view, stored| super::no_materialization(view, stored),
+        )
+        .await?;
+        read.extend(views_read);
+        let record = TrainingSetRecord {
+            label_timestamp: self.label_timestamp.clone(),
+            views: record,
+        };
         // Slices share the joined arrays; the writer gets batches of a usual size.
         const CHUNK: usize = 65_536;
         let chunks: Vec<_> = (0..joined.num_rows())
             .step_by(CHUNK)
             .map(|at| joined.slice(at, CHUNK.min(joined.num_rows() - at)))
             .collect();
-        let written = gate::publish(
+        // The record goes into the commit's tag: a model trained on this version learns
+        // from it which view versions, ttls and defaults to score with.
+        let details = serde_json::to_value(&record).map_err(|e| cx.fail(e, false))?;
+        let written = gate::publish_with_details(
             cx,
             &self.output,
             NewRows::Batches(chunks),
             WriteMode::Overwrite,
+            Some(details),
         )
         .await?;
         Ok(TaskOutput::published(vec![written], read))
     }
+}
+
+/// What a training set's commit records of its point-in-time join.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSetRecord {
+    pub label_timestamp: String,
+    pub views: Vec<ViewJoin>,
+}
+
+/// How one view was joined: everything scoring must repeat to build the same features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewJoin {
+    pub view: String,
+    /// The definition version.
+    pub version: String,
+    /// The Delta version of the view's table that was read.
+    pub delta_version: i64,
+    pub entity: Vec<String>,
+    pub timestamp: String,
+    /// The ttl in microseconds; kept here because a ttl change is not a new definition
+    /// version.
+    pub ttl_micros: Option<u64>,
+    /// The feature columns taken, in order.
+    pub features: Vec<String>,
+    /// Defaults of these features for label rows without a match.
+    #[serde(default)]
+    pub defaults: BTreeMap<String, serde_json::Value>,
+    /// The newest view row's timestamp (UTC microseconds) in the version read.
+    #[serde(default)]
+    pub newest_micros: Option<i64>,
+}
+
+/// One view to join: from the project's definition (a training set) or from a record.
+pub(super) struct ViewToJoin<'a> {
+    pub view: &'a str,
+    pub version: &'a str,
+    pub entity: &'a [String],
+    pub timestamp: &'a str,
+    pub ttl: Option<std::time::Duration>,
+    pub features: ViewColumns<'a>,
+}
+
+/// The label rows of a join: collected batches, their column names, the time column.
+#[derive(Clone, Copy)]
+pub(super) struct Labels<'a> {
+    pub batches: &'a [datafusion::arrow::record_batch::RecordBatch],
+    pub columns: &'a [String],
+    pub timestamp: &'a str,
+}
+
+/// The feature columns a join takes from a view.
+pub(super) enum ViewColumns<'a> {
+    /// Every declared feature of the definition that the table has (a training set).
+    OfDefinition(&'a FeatureView),
+    /// Exactly these, each required (scoring repeats a recorded join).
+    Exactly(&'a [String]),
+}
+
+/// Reads the latest materialization of each view version and joins the labels to them point
+/// in time (the one code path of training sets and of scoring from views). Returns the
+/// joined batch, the versions read, and the record of each join.
+pub(super) async fn join_views(
+    cx: &TaskCx<'_>,
+    ctx: &datafusion::prelude::SessionContext,
+    labels: Labels<'_>,
+    joins: &[ViewToJoin<'_>],
+    defaults: &BTreeMap<String, serde_json::Value>,
+    missing: &(dyn Fn(&str, &str) -> String + Sync),
+) -> Result<
+    (
+        datafusion::arrow::record_batch::RecordBatch,
+        Vec<(String, i64)>,
+        Vec<ViewJoin>,
+    ),
+    TaskError,
+> {
+    let Labels {
+        batches: label_batches,
+        columns: label_columns,
+        timestamp: label_timestamp,
+    } = labels;
+    let mut taken: HashSet<String> = label_columns.iter().cloned().collect();
+    let mut read = Vec::new();
+    let mut records = Vec::new();
+    let mut tables = Vec::new();
+    let mut columns = Vec::new();
+    for join in joins {
+        for key in join.entity {
+            if !label_columns.iter().any(|c| c == key) {
+                return Err(cx.fail(
+                    format!(
+                        "the label query returns no column `{key}`, the entity of view `{}`",
+                        join.view
+                    ),
+                    false,
+                ));
+            }
+        }
+        let name = feature_table(join.view, join.version);
+        let (provider, delta_version) = match cx.run.tables.provider(&name).await {
+            Ok(found) => found,
+            Err(crate::stores::StoreError::NoSuchTable { .. }) => {
+                return Err(cx.fail(missing(join.view, &name), false));
+            }
+            Err(e) => return Err(cx.store_error(e)),
+        };
+        let schema = provider.schema();
+        read.push((name, delta_version));
+        let names = match join.features {
+            ViewColumns::Exactly(list) => {
+                for f in list {
+                    if schema.field_with_name(f).is_err() {
+                        return Err(cx.fail(
+                            format!(
+                                "view `{}` version {} has no column `{f}`",
+                                join.view, join.version
+                            ),
+                            false,
+                        ));
+                    }
+                }
+                list.to_vec()
+            }
+            ViewColumns::OfDefinition(view) => feature_columns(view, Some(schema.as_ref())),
+        };
+        let mut features = Vec::new();
+        let mut kept_defaults = BTreeMap::new();
+        for f in &names {
+            if !taken.insert(f.clone()) {
+                return Err(cx.fail(
+                    format!(
+                        "column `{f}` of view `{}` is already a label column or a feature of an earlier view; rename one of them",
+                        join.view
+                    ),
+                    false,
+                ));
+            }
+            let default = defaults.get(f);
+            if let Some(value) = default {
+                kept_defaults.insert(f.clone(), value.clone());
+            }
+            features.push((f.clone(), default.and_then(default_value)));
+        }
+        // Only the columns the join needs are read.
+        let wanted: Vec<&str> = join
+            .entity
+            .iter()
+            .map(|s| s.as_str())
+            .chain([join.timestamp])
+            .chain(features.iter().map(|(f, _)| f.as_str()))
+            .collect();
+        let rows = ctx
+            .read_table(provider)
+            .and_then(|df| df.select_columns(&wanted))
+            .map_err(|e| cx.fail(format!("view `{}`: {e}", join.view), false))?
+            .collect()
+            .await
+            .map_err(|e| cx.df_error(e))?;
+        let newest_micros = newest_micros(&rows, join.timestamp)
+            .map_err(|m| cx.fail(format!("view `{}`: {m}", join.view), false))?;
+        records.push(ViewJoin {
+            view: join.view.to_string(),
+            version: join.version.to_string(),
+            delta_version,
+            entity: join.entity.to_vec(),
+            timestamp: join.timestamp.to_string(),
+            ttl_micros: join.ttl.map(|d| d.as_micros() as u64),
+            features: names,
+            defaults: kept_defaults,
+            newest_micros,
+        });
+        tables.push(rows);
+        columns.push(features);
+    }
+    for name in defaults.keys() {
+        if !columns.iter().flatten().any(|(f, _)| f == name) {
+            return Err(cx.fail(
+                format!("`defaults` names `{name}`, which no listed view provides"),
+                false,
+            ));
+        }
+    }
+    let views: Vec<AsofView<'_>> = joins
+        .iter()
+        .zip(&tables)
+        .zip(columns)
+        .map(|((join, batches), features)| AsofView {
+            batches,
+            entity: join.entity,
+            timestamp: join.timestamp,
+            ttl: join.ttl,
+            features,
+        })
+        .collect();
+    // As many threads as the engine gives a query.
+    let threads = ctx.state().config().target_partitions();
+    let joined = asof_join(label_batches, label_timestamp, &views, threads)
+        .map_err(|m| cx.fail(format!("point-in-time join: {m}"), false))?;
+    Ok((joined, read, records))
 }
 
 /// A YAML default as a value (cast to the feature's type at join time).

@@ -182,8 +182,8 @@ fn demo_events_validate_against_the_openlineage_schema() {
             s("START", "task"),
         ]
     );
-    // First run: 2 + 19 tasks × 2; second: 2 + START and FAIL of generate.
-    assert_eq!(events.len(), 2 + 19 * 2 + 4);
+    // First run: 2 + 18 tasks × 2; second: 2 + START and FAIL of generate.
+    assert_eq!(events.len(), 2 + 18 * 2 + 4);
     assert_valid_openlineage(&events);
 
     // The mapping, on the first run's COMPLETE of the SQL task that reads three tables.

@@ -84,7 +84,7 @@ fn demo_pipeline_runs_end_to_end_and_reruns_idempotently() {
         .iter()
         .map(|t| t["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, vec!["succeeded"; 19]);
+    assert_eq!(statuses, vec!["succeeded"; 18]);
     let generate = &state["tasks"][0];
     let customers = generate["outputs"]
         .as_array()

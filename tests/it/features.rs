@@ -447,3 +447,153 @@ fn a_training_set_over_a_view_never_materialized_says_so() {
     );
     assert!(!dir.path().join("warehouse/tables/training").exists());
 }
+
+/// The parity pipeline: a model trained on the training set, scored twice with its version 1:
+/// from a table a SQL task builds out of the view's newest snapshot, and from `entities`,
+/// whose features the score task rebuilds from the model's recorded view versions.
+const PARITY_TASKS: &str = "
+  - id: fit
+    kind: train
+    model: m
+    algorithm: linear
+    table: training.orders
+    target: label
+    entity: customer_id
+    features: [n_orders, spend]
+    split: { by: random, holdout: 0.25 }
+    seed: 3
+  - id: latest
+    kind: sql
+    output: scoring.latest
+    sql: |
+      SELECT customer_id, n_orders, spend FROM features.orders_view
+      WHERE feature_ts = (SELECT MAX(feature_ts) FROM features.orders_view)
+  - id: by_table
+    kind: score
+    model: m@1
+    table: scoring.latest
+    output: scores.by_table
+    depends_on: [fit]
+  - id: by_views
+    kind: score
+    model: m@1
+    entities: SELECT customer_id FROM raw.customers
+    output: scores.by_views
+    depends_on: [fit]
+";
+
+/// `(customer_id, score)` of a scores table, by customer.
+fn scores(warehouse: &Path, table: &str) -> Vec<(i64, f64)> {
+    let batches = query_table(
+        warehouse,
+        table,
+        "SELECT customer_id, score FROM t ORDER BY customer_id",
+    );
+    let ids = i64_column(&batches, 0);
+    let values: Vec<f64> = batches
+        .iter()
+        .flat_map(|b| {
+            let a = b
+                .column(1)
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::Float64Array>()
+                .expect("f64 scores");
+            (0..a.len()).map(|i| a.value(i)).collect::<Vec<_>>()
+        })
+        .collect();
+    ids.into_iter()
+        .map(|i| i.expect("id"))
+        .zip(values)
+        .collect()
+}
+
+#[test]
+fn scoring_from_entities_rebuilds_the_features_from_the_models_own_view_versions() {
+    let pipeline = format!("{PIPELINE}{PARITY_TASKS}");
+    let dir = project(&[
+        ("nightjar.yaml", PROJECT_YAML),
+        ("pipelines/p.yaml", &pipeline),
+        ("features/orders_view.yaml", VIEW_YAML),
+        ("features/orders_view.sql", VIEW_SQL),
+    ]);
+    let wh = dir.path().join("warehouse");
+    let state = run(dir.path(), &[]);
+    let old = list(dir.path())["version"].as_str().unwrap().to_string();
+
+    // The model keeps its training set's join: view version, Delta version, ttl, defaults.
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(wh.join("registry/m/versions/1/metadata.json")).unwrap(),
+    )
+    .unwrap();
+    let joined = &meta["training"]["point_in_time"];
+    assert_eq!(joined["label_timestamp"], "label_ts");
+    assert_eq!(joined["views"][0]["view"], "orders_view");
+    assert_eq!(joined["views"][0]["version"], old.as_str());
+    assert_eq!(joined["views"][0]["delta_version"], 0);
+    assert_eq!(joined["views"][0]["ttl_micros"], 8 * 86_400_000_000u64);
+    assert_eq!(
+        joined["views"][0]["features"],
+        serde_json::json!(["n_orders", "spend"])
+    );
+    assert_eq!(joined["views"][0]["defaults"]["n_orders"], -1);
+    let card = std::fs::read_to_string(wh.join("registry/m/versions/1/card.md")).unwrap();
+    assert!(
+        card.contains(&format!("| Feature view versions (scoring rebuilds features from these) | orders_view@{old} (ttl 691200s) |")),
+        "{card}"
+    );
+    // The entities score read the view version it joined, for lineage.
+    let inputs = task(&state, "by_views")["inputs"].to_string();
+    assert!(
+        inputs.contains(&format!("features.orders_view@{old}")) && inputs.contains("raw.customers"),
+        "{inputs}"
+    );
+
+    // Same model, same features: the point-in-time rebuild gives every customer exactly the
+    // score the hand-written newest-snapshot table gives.
+    let first = scores(&wh, "scores.by_views");
+    assert_eq!(first.len(), 200);
+    assert_eq!(first, scores(&wh, "scores.by_table"));
+    let distinct: std::collections::BTreeSet<u64> =
+        first.iter().map(|(_, s)| s.to_bits()).collect();
+    assert!(distinct.len() > 10, "the scores vary with the features");
+
+    // The view's definition changes (a new version). A day later, version 1 of the model still
+    // scores on the version it was trained on, while the table built from the current
+    // definition gives other features, so other scores.
+    std::fs::write(
+        dir.path().join("features/orders_view.sql"),
+        VIEW_SQL.replace(
+            "COUNT(o.order_id) AS n_orders",
+            "COUNT(o.order_id) * 10 AS n_orders",
+        ),
+    )
+    .unwrap();
+    let out = nightjar(dir.path(), &["run", "p", "--ds", "2025-03-02", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let new = list(dir.path())["version"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    assert_eq!(scores(&wh, "scores.by_views"), first);
+    let by_table = scores(&wh, "scores.by_table");
+    let changed = by_table
+        .iter()
+        .zip(&first)
+        .filter(|(a, b)| a.1 != b.1)
+        .count();
+    assert!(changed > 0, "no score moved with the new definition");
+
+    // Ten days on, the old version's newest snapshot is past its 8-day ttl: scoring on it
+    // would be defaults for everyone, so the task fails, naming both versions, and the
+    // scores table keeps its last version.
+    let before = crate::delta_versions(&wh, "scores.by_views");
+    let out = nightjar(dir.path(), &["run", "p", "--ds", "2025-03-12"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    for expected in [
+        "task `by_views`".to_string(),
+        format!("model `m` version 1 was trained on feature view `orders_view` version {old}"),
+        "whose newest snapshot (2025-03-02T00:00:00Z) is older than its ttl before the scoring time (2025-03-13T00:00:00Z)".to_string(),
+        format!("the project's definition is now version {new}"),
+    ] {
+        assert!(out.stderr.contains(&expected), "expected `{expected}` in:\n{}", out.stderr);
+    }
+    assert_eq!(crate::delta_versions(&wh, "scores.by_views"), before);
+}

@@ -269,10 +269,31 @@ fn bad_training_data_fails_naming_the_task_and_column_and_registers_nothing() {
     );
 }
 
+/// Trains `m` on `x` and `z` (a random split), then runs `tasks`: the `score` task among them
+/// must fail with `expected` and publish no scores.
+fn scoring_fails_naming(tasks: &str, expected: &str) -> tempfile::TempDir {
+    let tasks = format!(
+        "{}{tasks}",
+        train_task(
+            "    target: y\n    features: [x, z]\n    split: { by: random, holdout: 0.25 }\n    seed: 3\n"
+        )
+    );
+    let dir = train_project(&tasks);
+    let out = nightjar(dir.path(), &["run", "p"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("task `score`") && out.stderr.contains(expected),
+        "expected `{expected}` in:\n{}",
+        out.stderr
+    );
+    assert!(!dir.path().join("warehouse/tables/scores").exists());
+    dir
+}
+
 #[test]
 fn scoring_a_table_without_a_trained_feature_names_the_column() {
-    let tasks = format!(
-        "{}
+    let dir = scoring_fails_naming(
+        "
   - id: narrow
     kind: sql
     output: data.narrow
@@ -283,22 +304,8 @@ fn scoring_a_table_without_a_trained_feature_names_the_column() {
     table: data.narrow
     output: scores.m
 ",
-        train_task(
-            "    target: y\n    features: [x, z]\n    split: { by: random, holdout: 0.25 }\n    seed: 3\n"
-        )
+        "table `data.narrow` has no column `z`, a feature of model `m` version 1",
     );
-    let dir = train_project(&tasks);
-    let out = nightjar(dir.path(), &["run", "p"]);
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("task `score`")
-            && out.stderr.contains(
-                "table `data.narrow` has no column `z`, a feature of model `m` version 1"
-            ),
-        "{}",
-        out.stderr
-    );
-    assert!(!dir.path().join("warehouse/tables/scores").exists());
     // The model itself was registered (training succeeded), with a random split of 50 rows.
     let meta = metadata(&dir.path().join("warehouse"), "m", 1);
     assert_eq!(meta["training"]["holdout_rows"], 50);
@@ -358,4 +365,44 @@ fn regression_and_explicit_versions_score_through_the_registry() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn scoring_entities_needs_a_model_trained_on_a_training_set() {
+    let score = "
+  - id: score
+    kind: score
+    model: m
+    entities: SELECT id AS customer_id FROM data.rows
+    output: scores.m
+";
+    scoring_fails_naming(
+        score,
+        "model `m` version 1 was not trained on a training set (its metadata records no point-in-time join)",
+    );
+
+    // `table` and `entities` together, or neither, is a load error at the task's line.
+    for (bad, expected) in [
+        (
+            score.replace("    output:", "    table: data.rows\n    output:"),
+            "give exactly one of `table`, `entities` and `entities_file`",
+        ),
+        (
+            score.replace(
+                "    entities: SELECT id AS customer_id FROM data.rows\n",
+                "",
+            ),
+            "say what to score: `table` (rows holding the features) or `entities`",
+        ),
+    ] {
+        let tasks = format!("{}{bad}", train_task("    target: y\n"));
+        let dir = train_project(&tasks);
+        let out = nightjar(dir.path(), &["validate"]);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("pipelines/p.yaml:") && out.stderr.contains(expected),
+            "expected `{expected}` in:\n{}",
+            out.stderr
+        );
+    }
 }
