@@ -3,12 +3,18 @@
 # ASOF JOIN on the same Parquet files, interleaved, with the checksums compared.
 # Usage: benches/asof/run.sh [ENTITIES SNAPSHOTS LABELS RUNS]
 #   default 1000000 50 10000000 3 (50M feature rows, 10M labels)
+# ASOF_BIN=path times a bench binary already built (e.g. the dev profile at opt-level 2:
+#   CARGO_PROFILE_DEV_OPT_LEVEL=2 cargo build --profile dev --bench asof).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ENTITIES=${1:-1000000}; SNAPSHOTS=${2:-50}; LABELS=${3:-10000000}; RUNS=${4:-3}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nightjar-bench-target}"
-cargo build --release --quiet --bench asof
-BIN=$(ls -t "$CARGO_TARGET_DIR"/release/deps/asof-* | grep -v '\.d$' | head -1)
+if [ -n "${ASOF_BIN:-}" ]; then
+  BIN=$ASOF_BIN
+else
+  cargo build --release --quiet --bench asof
+  BIN=$(ls -t "$CARGO_TARGET_DIR"/release/deps/asof-* | grep -v '\.d$' | head -1)
+fi
 [ -x benches/.venv/bin/python ] || python3 -m venv benches/.venv
 benches/.venv/bin/pip install --quiet --disable-pip-version-check duckdb==1.4.2
 PY=benches/.venv/bin/python
