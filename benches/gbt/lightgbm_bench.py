@@ -1,5 +1,7 @@
 """LightGBM on the same rows as gbt-bench (the same splitmix64 streams in numpy).
-Usage: python lightgbm_bench.py [train_rows] [threads]"""
+Usage: python lightgbm_bench.py [train_rows] [threads] [score_rows]
+With onnxruntime and onnxmltools installed, the trained booster is also converted to ONNX and
+scored by ONNX Runtime on the same rows."""
 import sys, time
 import numpy as np
 import lightgbm as lgb
@@ -45,7 +47,8 @@ def data(start, n):
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 2_000_000
 threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
 x, y = data(0, n)
-xt, yt = data(1 << 40, n // 4)
+scored = int(sys.argv[3]) if len(sys.argv) > 3 else n // 4
+xt, yt = data(1 << 40, scored)
 params = dict(objective="binary", num_leaves=255, learning_rate=0.1, min_data_in_leaf=20,
               min_sum_hessian_in_leaf=1e-3, lambda_l2=0.0, max_bin=255, num_threads=threads,
               bagging_fraction=1.0, feature_fraction=1.0, verbose=-1, seed=1)
@@ -58,3 +61,22 @@ p = booster.predict(xt, num_threads=threads)
 predict_seconds = time.perf_counter() - start
 print(f"lightgbm {lgb.__version__} rows={n} threads={threads} train_s={seconds:.2f} "
       f"auc={roc_auc_score(yt, p):.5f} predict_rows_per_s={len(yt) / predict_seconds:.0f} base_rate={y.mean():.4f}")
+try:
+    import onnxruntime as ort
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType
+except ImportError:
+    sys.exit(0)
+onx = convert_lightgbm(booster, initial_types=[("x", FloatTensorType([None, FEATURES]))],
+                       zipmap=False, target_opset=15)
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = threads
+opts.inter_op_num_threads = 1
+sess = ort.InferenceSession(onx.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+xf = xt.astype(np.float32)
+start = time.perf_counter()
+out = sess.run(None, {"x": xf})
+ort_seconds = time.perf_counter() - start
+q = out[1][:, 1] if out[1].ndim == 2 else out[1]
+print(f"onnxruntime {ort.__version__} rows={len(yt)} threads={threads} "
+      f"auc={roc_auc_score(yt, q):.5f} predict_rows_per_s={len(yt) / ort_seconds:.0f}")

@@ -2,7 +2,7 @@
 //! counter-based hash that `lightgbm_bench.py` reproduces bit for bit in numpy, so both
 //! libraries train on identical data without a 450 MB file. Prints seconds and holdout AUC.
 //!
-//! Usage: gbt-bench [train_rows] [threads]
+//! Usage: gbt-bench [train_rows] [threads] [score_rows] (score_rows default train_rows / 4)
 
 #[allow(dead_code)]
 #[path = "../../src/models/mod.rs"]
@@ -58,7 +58,10 @@ fn main() {
     let n: usize = args.get(1).map_or(2_000_000, |a| a.parse().expect("rows"));
     let threads: usize = args.get(2).map_or(2, |a| a.parse().expect("threads"));
     let (x, y) = data(0, n);
-    let (xt, yt) = data(1 << 40, n / 4);
+    let scored: usize = args
+        .get(3)
+        .map_or(n / 4, |a| a.parse().expect("score rows"));
+    let (xt, yt) = data(1 << 40, scored);
     let params = Params::Gbt(GbtParams {
         n_trees: 200,
         learning_rate: 0.1,

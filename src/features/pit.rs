@@ -520,12 +520,21 @@ fn match_partition<K: Key>(
     }
 }
 
-/// The newest value of a timestamp column over `batches`, as UTC microseconds.
-pub fn newest_micros(batches: &[RecordBatch], column: &str) -> Result<Option<i64>, String> {
+/// The newest value of a timestamp column over `batches` (only values at or before `limit`,
+/// if given), as UTC microseconds.
+pub fn newest_micros(
+    batches: &[RecordBatch],
+    column: &str,
+    limit: Option<i64>,
+) -> Result<Option<i64>, String> {
     let mut newest = None;
     for batch in batches {
         let times = micros_of(batch, column)?;
-        newest = newest.max(arrow::compute::max(&times));
+        let found = match limit {
+            None => arrow::compute::max(&times),
+            Some(limit) => times.iter().flatten().filter(|&t| t <= limit).max(),
+        };
+        newest = newest.max(found);
     }
     Ok(newest)
 }

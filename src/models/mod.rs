@@ -417,6 +417,8 @@ mod tests {
             let params = Params::Gbt(gbt::GbtParams {
                 n_trees: 3,
                 threads,
+                // Unsampled features leave empty histograms that no thread may touch.
+                feature_subsample: 0.67,
                 ..Default::default()
             });
             train(Algorithm::GbtClassifier, &params, names(), &x, &y, 5)

@@ -250,6 +250,19 @@ fn compile_pipeline(project: &Project, pipeline: &PipelineSpec) -> Result<Plan, 
                     .map(|(j, _)| j),
             );
         }
+        // A `score` task that rebuilds features from views reads views only the model names,
+        // so it runs after every `features` task of the pipeline: it then sees this run's
+        // snapshots whichever version the model was trained on.
+        if t.kind.scores_from_views() {
+            deps.extend(
+                pipeline
+                    .tasks
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, other)| *j != i && matches!(other.kind, TaskKind::Features(_)))
+                    .map(|(j, _)| j),
+            );
+        }
         deps.sort_unstable();
         deps.dedup();
         tasks.push(PlannedTask {

@@ -171,6 +171,11 @@ impl TaskKind {
         }
     }
 
+    /// A `score` task with `entities:`, whose features come from the views its model names.
+    pub fn scores_from_views(&self) -> bool {
+        matches!(self, TaskKind::Score(t) if t.table.is_none())
+    }
+
     /// The model a `score` task reads by its latest version or an alias (it runs after a
     /// `train` task of that model in the same pipeline, which may add a version or move one).
     pub fn model_followed(&self) -> Option<String> {

@@ -1,12 +1,12 @@
-//! `score`: applies a registered model version to every row of a table and writes
-//! `entity, score, model, version, scored_at` to a scores table. The model reference is
-//! resolved once, when the task starts: `name` or `name@latest` (the latest version: in a
-//! pipeline that also trains `name`, the one trained in this run, since the plan orders the
-//! `train` task first), `name@<n>`, `name@<alias>` (e.g. `churn@champion`, after this run's
-//! promotion gate if it has one) or MLflow's `models:/name@alias`. Every file of the version
-//! is checked against the sha256 its metadata lists before use, every feature of the model's
-//! signature must be a column of the table, and the version used is in the scores table and
-//! in the task's lineage event.
+//! `score`: applies a registered model version to rows of entities and writes `entity,
+//! score, model, version, scored_at` to a scores table (every key column, for a composite
+//! key). The model reference is resolved once, when the task starts: `name` or `name@latest`
+//! (the latest version: in a pipeline that also trains `name`, the one trained in this run,
+//! since the plan orders the `train` task first), `name@<n>`, `name@<alias>` (e.g.
+//! `churn@champion`, after this run's promotion gate if it has one) or MLflow's
+//! `models:/name@alias`. Every file of the version is checked against the sha256 its metadata
+//! lists before use, every feature of the model's signature must be among the rows' columns,
+//! and the version used is in the scores table and in the task's lineage event.
 //!
 //! The rows to score come from one of two places:
 //! - `table`: a table whose columns hold the model's features.
@@ -14,9 +14,10 @@
 //!   by the training set's own point-in-time join (`training_set::join_views`), repeated as
 //!   the model's metadata records it: the same view definition versions (their latest
 //!   materialization), ttls and defaults, at the run's point in time (the end of ds). So a
-//!   model never scores on features computed differently from the ones it learned on. A view
-//!   version whose newest snapshot is older than its ttl fails the task rather than scoring
-//!   every row on defaults.
+//!   model never scores on features computed differently from the ones it learned on. The
+//!   task runs after every `features` task of its pipeline. It fails, publishing nothing, when
+//!   the query returns no rows or an entity twice, and when a view version has no snapshot
+//!   within its ttl of the scoring time (rather than scoring every row on defaults).
 //!
 //! ```yaml
 //! - id: churn_scores
@@ -37,6 +38,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
 
+use super::features::rfc3339;
 use super::gate::{self, NewRows};
 use super::sql::{ResolvedSql, resolve_query};
 use super::train::{is_numeric, to_f64};
@@ -70,7 +72,8 @@ pub struct ScoreTask {
     pub entities_file: Option<String>,
     /// The scores table written (replaced at each run).
     pub output: String,
-    /// The entity column of `table` (default: the model's training entity).
+    /// The entity column of `table` (default: the model's training entity); with `entities`,
+    /// the key is the model's views' entity column(s).
     #[serde(default)]
     pub entity: Option<String>,
     /// Filled at load time from `entities` / `entities_file`.
@@ -172,7 +175,7 @@ impl ScoreTask {
         };
 
         let ctx = cx.run.engine.session().map_err(|e| cx.df_error(e))?;
-        let (data, read, source) = match &self.table {
+        let (data, read, source, keys) = match &self.table {
             Some(table) => {
                 let read = register_tables(cx, &ctx, std::slice::from_ref(table)).await?;
                 let frame = ctx
@@ -182,21 +185,31 @@ impl ScoreTask {
                 let schema: Arc<Schema> = Arc::new(frame.schema().as_arrow().clone());
                 let batches = frame.collect().await.map_err(|e| cx.df_error(e))?;
                 let data = concat_batches(&schema, &batches).map_err(|e| cx.fail(e, false))?;
-                (data, read, format!("table `{table}`"))
+                (data, read, format!("table `{table}`"), vec![entity.clone()])
             }
             None => {
-                let (data, read) = self.rows_from_views(cx, &ctx, &reference, &loaded).await?;
+                let (data, read, keys) =
+                    self.rows_from_views(cx, &ctx, &reference, &loaded).await?;
                 (
                     data,
                     read,
                     "the entities query joined to the model's views".to_string(),
+                    keys,
                 )
             }
         };
-        let entity_values: ArrayRef = data
-            .column_by_name(&entity)
-            .cloned()
-            .ok_or_else(|| cx.fail(format!("{source} has no entity column `{entity}`"), false))?;
+        // The scores table's key: the entity column, or every key column of the model's views
+        // (a composite key keeps all its parts, so rows stay distinguishable).
+        let mut key_fields = Vec::new();
+        let mut key_values: Vec<ArrayRef> = Vec::new();
+        for key in &keys {
+            let values = data
+                .column_by_name(key)
+                .cloned()
+                .ok_or_else(|| cx.fail(format!("{source} has no entity column `{key}`"), false))?;
+            key_fields.push(Field::new(key, values.data_type().clone(), true));
+            key_values.push(values);
+        }
         let mut columns = Vec::new();
         for name in &model.features {
             let array = data.column_by_name(name).ok_or_else(|| {
@@ -226,27 +239,26 @@ impl ScoreTask {
             .map_err(|e| cx.fail(format!("scoring panicked (this is a bug): {e}"), false))?;
         let n = scores.len();
         let scored_at = chrono::Utc::now().timestamp_micros();
-        let batch = RecordBatch::try_new(
-            Arc::new(Schema::new(vec![
-                Field::new(&entity, entity_values.data_type().clone(), true),
-                Field::new("score", DataType::Float64, false),
-                Field::new("model", DataType::Utf8, false),
-                Field::new("version", DataType::UInt64, false),
-                Field::new(
-                    "scored_at",
-                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                    false,
-                ),
-            ])),
-            vec![
-                entity_values,
-                Arc::new(Float64Array::from(scores)),
-                Arc::new(StringArray::from(vec![reference.name.as_str(); n])),
-                Arc::new(UInt64Array::from(vec![loaded.version; n])),
-                Arc::new(TimestampMicrosecondArray::from(vec![scored_at; n]).with_timezone("UTC")),
-            ],
-        )
-        .map_err(|e| cx.fail(e, false))?;
+        let mut fields = key_fields;
+        fields.extend([
+            Field::new("score", DataType::Float64, false),
+            Field::new("model", DataType::Utf8, false),
+            Field::new("version", DataType::UInt64, false),
+            Field::new(
+                "scored_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+        ]);
+        let mut values = key_values;
+        values.extend([
+            Arc::new(Float64Array::from(scores)) as ArrayRef,
+            Arc::new(StringArray::from(vec![reference.name.as_str(); n])),
+            Arc::new(UInt64Array::from(vec![loaded.version; n])),
+            Arc::new(TimestampMicrosecondArray::from(vec![scored_at; n]).with_timezone("UTC")),
+        ]);
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), values)
+            .map_err(|e| cx.fail(e, false))?;
         let written = gate::publish(
             cx,
             &self.output,
@@ -273,19 +285,24 @@ impl ScoreTask {
         ctx: &datafusion::prelude::SessionContext,
         reference: &ModelRef,
         loaded: &Loaded,
-    ) -> Result<(RecordBatch, Vec<(String, i64)>), TaskError> {
+    ) -> Result<(RecordBatch, Vec<(String, i64)>, Vec<String>), TaskError> {
         let model = format!("model `{}` version {}", reference.name, loaded.version);
-        let record: TrainingSetRecord = loaded.metadata["training"]
-            .get("point_in_time")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .ok_or_else(|| {
-                cx.fail(
+        let record: TrainingSetRecord = match loaded.metadata["training"].get("point_in_time") {
+            None => {
+                return Err(cx.fail(
                     format!(
                         "{model} was not trained on a training set (its metadata records no point-in-time join), so `entities` cannot rebuild its features; score a table with `table:`"
                     ),
                     false,
+                ));
+            }
+            Some(value) => serde_json::from_value(value.clone()).map_err(|e| {
+                cx.fail(
+                    format!("{model}: its metadata's `training.point_in_time` cannot be read: {e}"),
+                    false,
                 )
-            })?;
+            })?,
+        };
         let resolved = self.resolved.as_ref().ok_or_else(|| {
             cx.fail(
                 "the entities query was not resolved at load time (this is a bug)",
@@ -356,44 +373,127 @@ impl ScoreTask {
                 "{model} was trained on feature view `{view}` version {version}, which has no materialization; materialize that version or retrain the model"
             )
         };
-        if batches.is_empty() {
-            return Err(cx.fail("the entities query returned no batches", false));
+        // The entity key of the model's views: every part of a composite key.
+        let mut keys: Vec<String> = Vec::new();
+        for view in &record.views {
+            for k in &view.entity {
+                if !keys.contains(k) {
+                    keys.push(k.clone());
+                }
+            }
         }
+        self.check_entities(cx, ctx, &batches, &keys, &resolved.origin)
+            .await?;
         let labels = Labels {
             batches: &batches,
             columns: &label_columns,
             timestamp: label_ts,
+            query: "the entities query",
         };
         let (joined, views_read, joined_views) =
             join_views(cx, ctx, labels, &joins, &defaults, &missing).await?;
-        // A view version that is no longer materialized (its definition changed since the
-        // model was trained) would score every row on defaults: say so instead.
+        // With no view row within the ttl of the scoring time (the newest one at or before it
+        // is older, or there is none), every entity would be scored on defaults: say so
+        // instead. That happens when the view's definition changed since the model was
+        // trained (nothing materializes the old version any more), or when this version
+        // was not materialized for the day scored.
+        let scoring = as_of.timestamp_micros();
         for view in &joined_views {
-            let (Some(ttl), Some(newest)) = (view.ttl_micros, view.newest_micros) else {
+            let Some(ttl) = view.ttl_micros else { continue };
+            if view
+                .newest_micros
+                .is_some_and(|n| n >= scoring - ttl as i64)
+            {
                 continue;
-            };
-            if newest < as_of.timestamp_micros() - ttl as i64 {
-                let current = cx
-                    .run
-                    .features
-                    .get(&view.view)
-                    .map(|v| v.version.clone())
-                    .unwrap_or_else(|| "none (the view is gone from features/)".into());
-                return Err(cx.fail(
-                    format!(
-                        "{model} was trained on feature view `{}` version {}, whose newest snapshot ({}) is older than its ttl before the scoring time ({}); the project's definition is now version {current}: retrain the model, or materialize version {}",
-                        view.view,
-                        view.version,
-                        micros_rfc3339(newest),
-                        micros_rfc3339(as_of.timestamp_micros()),
-                        view.version
-                    ),
-                    false,
-                ));
             }
+            let newest = view.newest_micros.map_or_else(
+                || "it has none at or before it".to_string(),
+                |n| {
+                    let at = chrono::DateTime::from_timestamp_micros(n)
+                        .map_or_else(|| n.to_string(), rfc3339);
+                    format!("its newest at or before it is {at}")
+                },
+            );
+            let why = match cx.run.features.get(&view.view) {
+                Some(current) if current.version == view.version => format!(
+                    "that version is the project's current definition, but it was not materialized for this day: run its `features` task for ds {}",
+                    cx.run.ds
+                ),
+                Some(current) => format!(
+                    "the project's definition is now version {}: retrain the model, or materialize version {}",
+                    current.version, view.version
+                ),
+                None => "the view is gone from features/: retrain the model".to_string(),
+            };
+            return Err(cx.fail(
+                format!(
+                    "{model} was trained on feature view `{}` version {}, which has no snapshot within its ttl before the scoring time ({}): {newest}; {why}",
+                    view.view,
+                    view.version,
+                    rfc3339(as_of),
+                ),
+                false,
+            ));
         }
         read.extend(views_read);
-        Ok((joined, read))
+        Ok((joined, read, keys))
+    }
+
+    /// The entities query must return rows, and each entity once: a scores table with an
+    /// entity twice (or empty, replacing the last one) is not what anyone wants published.
+    async fn check_entities(
+        &self,
+        cx: &TaskCx<'_>,
+        ctx: &datafusion::prelude::SessionContext,
+        batches: &[RecordBatch],
+        keys: &[String],
+        origin: &str,
+    ) -> Result<(), TaskError> {
+        use datafusion::functions_aggregate::expr_fn::count;
+        use datafusion::logical_expr::{col, lit};
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if rows == 0 {
+            return Err(cx.fail(
+                format!("the entities query at {origin} returned no rows; nothing to score"),
+                false,
+            ));
+        }
+        let twice = ctx
+            .read_batches(batches.to_vec())
+            .and_then(|df| {
+                df.aggregate(
+                    keys.iter()
+                        .map(|k| datafusion::logical_expr::ident(k))
+                        .collect(),
+                    vec![count(lit(1)).alias("__n")],
+                )
+            })
+            .and_then(|df| df.filter(col("__n").gt(lit(1i64))))
+            .and_then(|df| df.limit(0, Some(1)))
+            .map_err(|e| cx.df_error(e))?
+            .collect()
+            .await
+            .map_err(|e| cx.df_error(e))?;
+        if let Some(b) = twice.iter().find(|b| b.num_rows() > 0) {
+            let cell = |i: usize| {
+                datafusion::arrow::util::display::array_value_to_string(b.column(i), 0)
+                    .unwrap_or_default()
+            };
+            let entity: Vec<String> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("{k} = {}", cell(i)))
+                .collect();
+            return Err(cx.fail(
+                format!(
+                    "the entities query at {origin} returns {} {} times; each entity is scored once, so make the query return distinct entities",
+                    entity.join(", "),
+                    cell(keys.len())
+                ),
+                false,
+            ));
+        }
+        Ok(())
     }
 
     fn model_use(
@@ -430,11 +530,4 @@ impl ScoreTask {
             .filter(|a| !a.is_null(0))
             .map(|a| a.value(0)))
     }
-}
-
-/// A UTC instant in microseconds, for messages.
-fn micros_rfc3339(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| micros.to_string())
 }

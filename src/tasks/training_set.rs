@@ -170,6 +170,7 @@ impl TrainingSetTask {
                 batches: &label_batches,
                 columns: &label_columns,
                 timestamp: &self.label_timestamp,
+                query: "the label query",
             },
             &joins,
             &self.defaults,
@@ -227,7 +228,8 @@ pub struct ViewJoin {
     /// Defaults of these features for label rows without a match.
     #[serde(default)]
     pub defaults: BTreeMap<String, serde_json::Value>,
-    /// The newest view row's timestamp (UTC microseconds) in the version read.
+    /// The newest timestamp (UTC microseconds) among the version's rows at or before the
+    /// latest label time: the freshest row the join could use.
     #[serde(default)]
     pub newest_micros: Option<i64>,
 }
@@ -248,6 +250,8 @@ pub(super) struct Labels<'a> {
     pub batches: &'a [datafusion::arrow::record_batch::RecordBatch],
     pub columns: &'a [String],
     pub timestamp: &'a str,
+    /// What the rows come from, for messages: "the label query", "the entities query".
+    pub query: &'a str,
 }
 
 /// The feature columns a join takes from a view.
@@ -280,7 +284,11 @@ pub(super) async fn join_views(
         batches: label_batches,
         columns: label_columns,
         timestamp: label_timestamp,
+        query: label_query,
     } = labels;
+    // The newest view row a label could match is at or before the latest label time.
+    let latest_label = newest_micros(label_batches, label_timestamp, None)
+        .map_err(|m| cx.fail(format!("{label_query}: {m}"), false))?;
     let mut taken: HashSet<String> = label_columns.iter().cloned().collect();
     let mut read = Vec::new();
     let mut records = Vec::new();
@@ -291,7 +299,7 @@ pub(super) async fn join_views(
             if !label_columns.iter().any(|c| c == key) {
                 return Err(cx.fail(
                     format!(
-                        "the label query returns no column `{key}`, the entity of view `{}`",
+                        "{label_query} returns no column `{key}`, the entity of view `{}`",
                         join.view
                     ),
                     false,
@@ -331,7 +339,7 @@ pub(super) async fn join_views(
             if !taken.insert(f.clone()) {
                 return Err(cx.fail(
                     format!(
-                        "column `{f}` of view `{}` is already a label column or a feature of an earlier view; rename one of them",
+                        "column `{f}` of view `{}` is already a column of {label_query} or a feature of an earlier view; rename one of them",
                         join.view
                     ),
                     false,
@@ -358,7 +366,7 @@ pub(super) async fn join_views(
             .collect()
             .await
             .map_err(|e| cx.df_error(e))?;
-        let newest_micros = newest_micros(&rows, join.timestamp)
+        let newest_micros = newest_micros(&rows, join.timestamp, latest_label)
             .map_err(|m| cx.fail(format!("view `{}`: {m}", join.view), false))?;
         records.push(ViewJoin {
             view: join.view.to_string(),

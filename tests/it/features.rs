@@ -517,6 +517,22 @@ fn scoring_from_entities_rebuilds_the_features_from_the_models_own_view_versions
         ("features/orders_view.sql", VIEW_SQL),
     ]);
     let wh = dir.path().join("warehouse");
+    // The entities score runs after the pipeline's `features` task (which view versions it
+    // reads is known only from the model), though nothing it declares reads the view.
+    let plan = nightjar(dir.path(), &["plan", "p", "--json"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let by_views = plan["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "by_views")
+        .unwrap();
+    assert_eq!(
+        by_views["depends_on"],
+        serde_json::json!(["generate", "order_features", "fit"])
+    );
+    assert_eq!(by_views["reads"], serde_json::json!(["raw.customers"]));
     let state = run(dir.path(), &[]);
     let old = list(dir.path())["version"].as_str().unwrap().to_string();
 
@@ -557,6 +573,39 @@ fn scoring_from_entities_rebuilds_the_features_from_the_models_own_view_versions
         first.iter().map(|(_, s)| s.to_bits()).collect();
     assert!(distinct.len() > 10, "the scores vary with the features");
 
+    // An entities query that names a customer twice, or nobody, fails the task and leaves
+    // the scores as they were.
+    let scored = crate::delta_versions(&wh, "scores.by_views");
+    for (query, expected) in [
+        (
+            "SELECT customer_id FROM raw.customers UNION ALL SELECT customer_id FROM raw.customers WHERE customer_id = 17",
+            "returns customer_id = 17 2 times; each entity is scored once",
+        ),
+        (
+            "SELECT customer_id FROM raw.customers WHERE customer_id < 0",
+            "returned no rows; nothing to score",
+        ),
+    ] {
+        let bad = pipeline.replace(
+            "entities: SELECT customer_id FROM raw.customers",
+            &format!("entities: {query}"),
+        );
+        std::fs::write(dir.path().join("pipelines/p.yaml"), bad).unwrap();
+        let out = nightjar(dir.path(), &["run", "p", "--ds", "2025-03-01"]);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(
+            out.stderr.contains("task `by_views`")
+                && out
+                    .stderr
+                    .contains("the entities query at pipelines/p.yaml:")
+                && out.stderr.contains(expected),
+            "expected `{expected}` in:\n{}",
+            out.stderr
+        );
+        assert_eq!(crate::delta_versions(&wh, "scores.by_views"), scored);
+    }
+    std::fs::write(dir.path().join("pipelines/p.yaml"), &pipeline).unwrap();
+
     // The view's definition changes (a new version). A day later, version 1 of the model still
     // scores on the version it was trained on, while the table built from the current
     // definition gives other features, so other scores.
@@ -590,8 +639,8 @@ fn scoring_from_entities_rebuilds_the_features_from_the_models_own_view_versions
     for expected in [
         "task `by_views`".to_string(),
         format!("model `m` version 1 was trained on feature view `orders_view` version {old}"),
-        "whose newest snapshot (2025-03-02T00:00:00Z) is older than its ttl before the scoring time (2025-03-13T00:00:00Z)".to_string(),
-        format!("the project's definition is now version {new}"),
+        "which has no snapshot within its ttl before the scoring time (2025-03-13T00:00:00Z): its newest at or before it is 2025-03-02T00:00:00Z".to_string(),
+        format!("the project's definition is now version {new}: retrain the model, or materialize version {old}"),
     ] {
         assert!(out.stderr.contains(&expected), "expected `{expected}` in:\n{}", out.stderr);
     }
