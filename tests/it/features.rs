@@ -646,3 +646,79 @@ fn scoring_from_entities_rebuilds_the_features_from_the_models_own_view_versions
     }
     assert_eq!(crate::delta_versions(&wh, "scores.by_views"), before);
 }
+
+#[test]
+fn scoring_from_entities_keeps_every_part_of_a_composite_key() {
+    let pipeline = "version: 1
+tasks:
+  - id: events
+    kind: sql
+    output: data.events
+    sql: |
+      SELECT CAST(v % 3 AS BIGINT) AS shop, CAST(v % 7 AS BIGINT) AS customer,
+             CAST(v AS DOUBLE) AS amount
+      FROM (SELECT unnest(range(0, 210)) AS v)
+  - id: pair_features
+    kind: features
+    view: pairs
+  - id: training
+    kind: training_set
+    output: training.pairs
+    label_timestamp: label_ts
+    labels: |
+      SELECT shop, customer, feature_ts + INTERVAL '1 hour' AS label_ts,
+             CAST((shop + customer) % 2 AS INT) AS label
+      FROM features.pairs
+    features: [pairs]
+  - id: fit
+    kind: train
+    model: m
+    algorithm: linear
+    table: training.pairs
+    target: label
+    entity: customer
+    features: [spend, n]
+    split: { by: random, holdout: 0.25 }
+    seed: 3
+  - id: score
+    kind: score
+    model: m
+    entities: SELECT DISTINCT shop, customer FROM data.events
+    output: scores.pairs
+";
+    let view_yaml = "description: Spend per shop and customer.
+entity: [shop, customer]
+timestamp: feature_ts
+ttl: 8d
+features:
+  - name: spend
+  - name: n
+";
+    let view_sql = "SELECT shop, customer, {{ as_of }} AS feature_ts,
+       SUM(amount) + CAST(shop AS DOUBLE) * 1000.0 AS spend, COUNT(*) AS n
+FROM data.events GROUP BY shop, customer
+";
+    let dir = project(&[
+        ("nightjar.yaml", PROJECT_YAML),
+        ("pipelines/p.yaml", pipeline),
+        ("features/pairs.yaml", view_yaml),
+        ("features/pairs.sql", view_sql),
+    ]);
+    run(dir.path(), &[]);
+    let wh = dir.path().join("warehouse");
+    // 21 (shop, customer) pairs, each scored once, under both key columns; the same customer
+    // in two shops has different features, so (mostly) a different score.
+    let rows = query_table(
+        &wh,
+        "scores.pairs",
+        "SELECT shop, customer, count(*) OVER (PARTITION BY shop, customer), \
+         count(DISTINCT score) OVER () FROM t ORDER BY shop, customer",
+    );
+    assert_eq!(i64_column(&rows, 0).len(), 21);
+    assert!(i64_column(&rows, 2).iter().all(|c| *c == Some(1)));
+    let distinct = i64_column(&rows, 3)[0].unwrap();
+    assert!(
+        distinct > 7,
+        "{distinct} distinct scores for 21 pairs of 7 customers"
+    );
+}
