@@ -356,14 +356,28 @@ struct Bin {
     n: u32,
 }
 
+impl Bin {
+    /// One row's gradient and hessian.
+    fn add(&mut self, g: f64, h: f64) {
+        self.g += g;
+        self.h += h;
+        self.n += 1;
+    }
+
+    /// Takes out a sub-histogram's bin (histogram subtraction).
+    fn subtract(&mut self, other: &Bin) {
+        self.g -= other.g;
+        self.h -= other.h;
+        self.n -= other.n;
+    }
+}
+
 /// A leaf waiting to be split: its rows, histograms and best split.
 struct Leaf {
     node: usize,
-    depth: usize,
     rows: Vec<u32>,
+    t: Totals,
     hist: Vec<Vec<Bin>>,
-    g: f64,
-    h: f64,
     best: Option<Split>,
 }
 
@@ -498,12 +512,9 @@ impl Grower<'_> {
             .iter()
             .map(|&r| (self.grad[r as usize], self.hess[r as usize]))
             .collect();
-        let (parents, sibling_totals) = match sibling {
-            Some((hist, t)) => (Some(hist), Some(t)),
-            None => (None, None),
-        };
+        let (mut parents, sibling_totals) =
+            sibling.map_or((None, None), |(hist, t)| (Some(hist), Some(t)));
         // One item per sampled feature: (feature, the parent's histogram of it).
-        let mut parents = parents;
         let items: Vec<(usize, Option<Vec<Bin>>)> = self
             .features
             .iter()
@@ -536,19 +547,13 @@ impl Grower<'_> {
                             (b2, &mut *h2),
                             (b3, &mut *h3),
                         ] {
-                            let b = &mut hist[bins[r] as usize];
-                            b.g += g;
-                            b.h += h;
-                            b.n += 1;
+                            hist[bins[r] as usize].add(g, h);
                         }
                     }
                 } else {
                     for (bins, hist) in bins.iter().zip(hs.iter_mut()) {
                         for (&r, &(g, h)) in rows.iter().zip(&gh) {
-                            let b = &mut hist[bins[r as usize] as usize];
-                            b.g += g;
-                            b.h += h;
-                            b.n += 1;
+                            hist[bins[r as usize] as usize].add(g, h);
                         }
                     }
                 }
@@ -559,9 +564,7 @@ impl Grower<'_> {
                 }
                 let sibling_hist = parent.map(|mut p| {
                     for (l, s) in p.iter_mut().zip(&hist) {
-                        l.g -= s.g;
-                        l.h -= s.h;
-                        l.n -= s.n;
+                        l.subtract(s);
                     }
                     p
                 });
@@ -693,11 +696,9 @@ impl Grower<'_> {
         let (grown, _) = self.grow_leaves(&rows, totals, None);
         let root = Leaf {
             node: 0,
-            depth: 0,
-            hist: grown.hist,
             rows,
-            g,
-            h,
+            t: totals,
+            hist: grown.hist,
             best: grown.best,
         };
         let mut leaves = vec![root];
@@ -734,10 +735,14 @@ impl Grower<'_> {
                 n: rows.len(),
                 g,
                 h,
-                depth: leaf.depth + 1,
+                depth: leaf.t.depth + 1,
             };
             let left_t = totals(&left_rows, split.left_g, split.left_h);
-            let right_t = totals(&right_rows, leaf.g - split.left_g, leaf.h - split.left_h);
+            let right_t = totals(
+                &right_rows,
+                leaf.t.g - split.left_g,
+                leaf.t.h - split.left_h,
+            );
             let (small_rows, small_t, large_t) = if left_small {
                 (&left_rows, left_t, right_t)
             } else {
@@ -756,18 +761,16 @@ impl Grower<'_> {
             ] {
                 leaves.push(Leaf {
                     node,
-                    depth: t.depth,
                     rows,
+                    t,
                     hist: grown.hist,
-                    g: t.g,
-                    h: t.h,
                     best: grown.best,
                 });
             }
             n_leaves += 1;
         }
         for leaf in &leaves {
-            nodes[leaf.node].value = -leaf.g / (leaf.h + p.l2) * p.learning_rate;
+            nodes[leaf.node].value = -leaf.t.g / (leaf.t.h + p.l2) * p.learning_rate;
             if !nodes[leaf.node].value.is_finite() {
                 nodes[leaf.node].value = 0.0;
             }

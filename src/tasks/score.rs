@@ -72,8 +72,8 @@ pub struct ScoreTask {
     pub entities_file: Option<String>,
     /// The scores table written (replaced at each run).
     pub output: String,
-    /// The entity column of `table` (default: the model's training entity); with `entities`,
-    /// the key is the model's views' entity column(s).
+    /// The entity column of `table` (default: the model's training entity); not allowed with
+    /// `entities`, whose key is the model's views' entity column(s).
     #[serde(default)]
     pub entity: Option<String>,
     /// Filled at load time from `entities` / `entities_file`.
@@ -97,6 +97,12 @@ impl ScoreTask {
                 }
             }
             (None, Some(_), None) | (None, None, Some(_)) => {
+                if self.entity.is_some() {
+                    diags.push(cx.error(
+                        "entity",
+                        "`entity` names the key column of `table`; with `entities` the key is the entity of the model's views",
+                    ));
+                }
                 self.resolved = resolve_query(
                     cx,
                     (self.entities.as_ref(), "entities"),
@@ -161,22 +167,21 @@ impl ScoreTask {
                 false,
             )
         })?;
-        let entity = match &self.entity {
-            Some(e) => e.clone(),
-            None => loaded.metadata["entity"]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| {
-                    cx.fail(
-                        "the model's metadata names no entity column; set `entity:`",
-                        false,
-                    )
-                })?,
-        };
-
         let ctx = cx.run.engine.session().map_err(|e| cx.df_error(e))?;
         let (data, read, source, keys) = match &self.table {
             Some(table) => {
+                let entity = match &self.entity {
+                    Some(e) => e.clone(),
+                    None => loaded.metadata["entity"]
+                        .as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| {
+                            cx.fail(
+                                "the model's metadata names no entity column; set `entity:`",
+                                false,
+                            )
+                        })?,
+                };
                 let read = register_tables(cx, &ctx, std::slice::from_ref(table)).await?;
                 let frame = ctx
                     .sql(&format!("SELECT * FROM {table}"))
@@ -185,7 +190,7 @@ impl ScoreTask {
                 let schema: Arc<Schema> = Arc::new(frame.schema().as_arrow().clone());
                 let batches = frame.collect().await.map_err(|e| cx.df_error(e))?;
                 let data = concat_batches(&schema, &batches).map_err(|e| cx.fail(e, false))?;
-                (data, read, format!("table `{table}`"), vec![entity.clone()])
+                (data, read, format!("table `{table}`"), vec![entity])
             }
             None => {
                 let (data, read, keys) =

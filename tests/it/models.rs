@@ -381,7 +381,8 @@ fn scoring_entities_needs_a_model_trained_on_a_training_set() {
         "model `m` version 1 was not trained on a training set (its metadata records no point-in-time join)",
     );
 
-    // `table` and `entities` together, or neither, is a load error at the task's line.
+    // `table` and `entities` together, neither, or `entity` with `entities` is a load error
+    // at the task's line.
     for (bad, expected) in [
         (
             score.replace("    output:", "    table: data.rows\n    output:"),
@@ -393,6 +394,10 @@ fn scoring_entities_needs_a_model_trained_on_a_training_set() {
                 "",
             ),
             "say what to score: `table` (rows holding the features) or `entities`",
+        ),
+        (
+            score.replace("    output:", "    entity: id\n    output:"),
+            "`entity` names the key column of `table`; with `entities` the key is the entity of the model's views",
         ),
     ] {
         let tasks = format!("{}{bad}", train_task("    target: y\n"));
