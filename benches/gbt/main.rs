@@ -73,7 +73,8 @@ fn main() {
     });
     let names = (0..FEATURES).map(|k| format!("f{k}")).collect();
     let started = std::time::Instant::now();
-    let model = models::train(Algorithm::GbtClassifier, &params, names, &x, &y, 1).expect("train");
+    let model =
+        models::train(Algorithm::GbtClassifier, &params, names, &x, &y, None, 1).expect("train");
     let seconds = started.elapsed().as_secs_f64();
     let started = std::time::Instant::now();
     let p = model.predict(&xt);

@@ -799,6 +799,9 @@ fn json_model_parameters(m: &Value) -> Value {
     if let Some(seed) = s_at(m, &["seed"]) {
         let _ = write!(arch, "; seed: {seed}");
     }
+    if let Some(weights) = kv_text(at(m, &["class_weights"])) {
+        let _ = write!(arch, "; class weights: {weights}");
+    }
     p.insert("model_architecture".into(), json!(arch));
 
     let mut data = Vec::new();
@@ -990,6 +993,11 @@ fn md_model_details(out: &mut String, m: &Value) {
         vec!["Algorithm".into(), or_recorded(s_at(m, &["algorithm"]))],
         vec!["Parameters".into(), or_recorded(params_text(m))],
         vec!["Seed".into(), or_recorded(s_at(m, &["seed"]))],
+        vec![
+            "Class weights".into(),
+            esc(&kv_text(at(m, &["class_weights"]))
+                .unwrap_or_else(|| "none (every row weighs 1)".into())),
+        ],
         vec!["Created".into(), or_recorded(s_at(m, &["created_at"]))],
         vec!["Code version".into(), esc(&code_version(m))],
         vec!["Run id".into(), or_recorded(s_at(m, &["run_id"]))],

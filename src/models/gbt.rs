@@ -244,32 +244,38 @@ impl GbtModel {
     }
 
     fn predict_raw_on(&self, x: &Matrix, threads: usize) -> Vec<f64> {
-        const BLOCK: usize = 256;
-        let compact: Vec<Compact> = self.trees.iter().map(Compact::new).collect();
-        let mut out = vec![0.0; x.rows];
-        let run = |start: usize, out: &mut [f64]| {
-            for (b, block) in out.chunks_mut(BLOCK).enumerate() {
-                let first = start + b * BLOCK;
-                for tree in &compact {
-                    tree.add_to(x, first, block);
-                }
-            }
-            for sum in out.iter_mut() {
-                *sum += self.init_score;
-            }
-        };
-        let per = x.rows.div_ceil(threads.max(1)).max(BLOCK);
-        if threads <= 1 || x.rows <= per {
-            run(0, &mut out);
-            return out;
-        }
-        std::thread::scope(|scope| {
-            for (k, part) in out.chunks_mut(per).enumerate() {
-                scope.spawn(move || run(k * per, part));
-            }
-        });
-        out
+        sum_trees(&self.trees, self.init_score, x, threads)
     }
+}
+
+/// `init + Σ trees` for every row of `x`, blocked and shared out to `threads` (see
+/// `GbtModel::predict_raw`); a forest's average is the same sum over pre-scaled leaves.
+pub(super) fn sum_trees(trees: &[Tree], init: f64, x: &Matrix, threads: usize) -> Vec<f64> {
+    const BLOCK: usize = 256;
+    let compact: Vec<Compact> = trees.iter().map(Compact::new).collect();
+    let mut out = vec![0.0; x.rows];
+    let run = |start: usize, out: &mut [f64]| {
+        for (b, block) in out.chunks_mut(BLOCK).enumerate() {
+            let first = start + b * BLOCK;
+            for tree in &compact {
+                tree.add_to(x, first, block);
+            }
+        }
+        for sum in out.iter_mut() {
+            *sum += init;
+        }
+    };
+    let per = x.rows.div_ceil(threads.max(1)).max(BLOCK);
+    if threads <= 1 || x.rows <= per {
+        run(0, &mut out);
+        return out;
+    }
+    std::thread::scope(|scope| {
+        for (k, part) in out.chunks_mut(per).enumerate() {
+            scope.spawn(move || run(k * per, part));
+        }
+    });
+    out
 }
 
 /// Bin boundaries of one feature: value `v` falls in the first bin `b` with `v <= upper[b]`.
@@ -409,6 +415,8 @@ struct Totals {
     g: f64,
     h: f64,
     depth: usize,
+    /// The leaf's node index (what a forest's per-split feature draw is keyed by).
+    node: usize,
 }
 
 /// A leaf's histograms (empty for the features this tree does not sample) and best split.
@@ -434,10 +442,36 @@ struct Grower<'a> {
     hess: &'a [f64],
     /// Sorted.
     features: Vec<usize>,
+    /// A random forest's per-split draw: each leaf searches only `k` of `features`, chosen
+    /// by a hash of (`seed`, the leaf's node index), so the draw is the same on any thread.
+    split_draw: Option<(usize, u64)>,
     threads: usize,
 }
 
+/// SplitMix64's finalizer: a well-mixed 64-bit hash of `z`.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 impl Grower<'_> {
+    /// The features a leaf's split search may use (indexed by feature), or `None` for all.
+    fn drawn(&self, t: &Totals) -> Option<Vec<bool>> {
+        let (k, seed) = self.split_draw?;
+        let mut keyed: Vec<(u64, usize)> = self
+            .features
+            .iter()
+            .map(|&f| (mix(seed ^ mix(((t.node as u64) << 32) | f as u64)), f))
+            .collect();
+        keyed.sort_unstable();
+        let mut allowed = vec![false; self.n_bins.len()];
+        for &(_, f) in keyed.iter().take(k) {
+            allowed[f] = true;
+        }
+        Some(allowed)
+    }
+
     fn leaf_objective(&self, g: f64, h: f64) -> f64 {
         g * g / (h + self.params.l2)
     }
@@ -524,6 +558,9 @@ impl Grower<'_> {
             self.splittable(&own),
             sibling_totals.is_some_and(|t| self.splittable(&t)),
         );
+        let drawn_own = self.drawn(&own);
+        let drawn_sibling = sibling_totals.as_ref().and_then(|t| self.drawn(t));
+        let may = |drawn: &Option<Vec<bool>>, f: usize| drawn.as_ref().is_none_or(|d| d[f]);
         let work = |run: Vec<(usize, Option<Vec<Bin>>)>| {
             let mut out = Vec::with_capacity(run.len());
             let (mut best_own, mut best_sibling): (Option<Split>, Option<Split>) = (None, None);
@@ -559,7 +596,7 @@ impl Grower<'_> {
                 }
             }
             for ((f, parent), hist) in run.into_iter().zip(hists) {
-                if split_own {
+                if split_own && may(&drawn_own, f) {
                     best_own = first_best(best_own, self.best_split_of(f, &hist, &own));
                 }
                 let sibling_hist = parent.map(|mut p| {
@@ -568,7 +605,9 @@ impl Grower<'_> {
                     }
                     p
                 });
-                if let (true, Some(h), Some(t)) = (split_sibling, &sibling_hist, &sibling_totals) {
+                if let (true, Some(h), Some(t)) = (split_sibling, &sibling_hist, &sibling_totals)
+                    && may(&drawn_sibling, f)
+                {
                     best_sibling = first_best(best_sibling, self.best_split_of(f, h, t));
                 }
                 out.push((f, hist, sibling_hist));
@@ -692,6 +731,7 @@ impl Grower<'_> {
             g,
             h,
             depth: 0,
+            node: 0,
         };
         let (grown, _) = self.grow_leaves(&rows, totals, None);
         let root = Leaf {
@@ -731,17 +771,19 @@ impl Grower<'_> {
             };
             // Histogram subtraction: build the smaller child, derive the larger.
             let left_small = left_rows.len() <= right_rows.len();
-            let totals = |rows: &Vec<u32>, g: f64, h: f64| Totals {
+            let totals = |rows: &Vec<u32>, g: f64, h: f64, node: usize| Totals {
                 n: rows.len(),
                 g,
                 h,
                 depth: leaf.t.depth + 1,
+                node,
             };
-            let left_t = totals(&left_rows, split.left_g, split.left_h);
+            let left_t = totals(&left_rows, split.left_g, split.left_h, left_idx);
             let right_t = totals(
                 &right_rows,
                 leaf.t.g - split.left_g,
                 leaf.t.h - split.left_h,
+                right_idx,
             );
             let (small_rows, small_t, large_t) = if left_small {
                 (&left_rows, left_t, right_t)
@@ -780,42 +822,43 @@ impl Grower<'_> {
     }
 }
 
-/// Log-loss or squared-error gradients and hessians of every row.
+/// Log-loss or squared-error gradients and hessians of every row, times its weight.
 fn gradients(
     objective: Objective,
     raw: &[f64],
     y: &[f64],
+    weights: Option<&[f64]>,
     grad: &mut [f64],
     hess: &mut [f64],
     threads: usize,
 ) {
-    let run = |raw: &[f64], y: &[f64], grad: &mut [f64], hess: &mut [f64]| {
-        for (((&z, &y), g), h) in raw.iter().zip(y).zip(grad).zip(hess) {
-            match objective {
+    let run = |start: usize, raw: &[f64], y: &[f64], grad: &mut [f64], hess: &mut [f64]| {
+        for (i, (((&z, &y), g), h)) in raw.iter().zip(y).zip(grad).zip(hess).enumerate() {
+            let (gi, hi) = match objective {
                 Objective::Binary => {
                     let p = sigmoid(z);
-                    *g = p - y;
-                    *h = (p * (1.0 - p)).max(1e-16);
+                    (p - y, (p * (1.0 - p)).max(1e-16))
                 }
-                Objective::Regression => {
-                    *g = z - y;
-                    *h = 1.0;
-                }
-            }
+                Objective::Regression => (z - y, 1.0),
+            };
+            let w = weights.map_or(1.0, |w| w[start + i]);
+            *g = gi * w;
+            *h = hi * w;
         }
     };
     if threads <= 1 || raw.len() < PARALLEL_ROWS {
-        return run(raw, y, grad, hess);
+        return run(0, raw, y, grad, hess);
     }
     let per = raw.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        for (((raw, y), grad), hess) in raw
+        for (k, (((raw, y), grad), hess)) in raw
             .chunks(per)
             .zip(y.chunks(per))
             .zip(grad.chunks_mut(per))
             .zip(hess.chunks_mut(per))
+            .enumerate()
         {
-            scope.spawn(move || run(raw, y, grad, hess));
+            scope.spawn(move || run(k * per, raw, y, grad, hess));
         }
     });
 }
@@ -824,31 +867,116 @@ fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
-fn loss(objective: Objective, y: &[f64], raw: &[f64]) -> f64 {
-    let n = y.len().max(1) as f64;
-    match objective {
-        Objective::Binary => {
-            y.iter()
-                .zip(raw)
+/// The (weighted) mean loss of raw scores `raw` against `y`.
+fn loss(objective: Objective, y: &[f64], raw: &[f64], weights: Option<&[f64]>) -> f64 {
+    let w = |i: usize| weights.map_or(1.0, |w| w[i]);
+    let total: f64 = (0..y.len()).map(w).sum::<f64>().max(f64::MIN_POSITIVE);
+    let sum: f64 = y
+        .iter()
+        .zip(raw)
+        .enumerate()
+        .map(|(i, (&y, &z))| {
+            w(i) * match objective {
                 // log(1 + e^z) - y z, computed without overflow.
-                .map(|(&y, &z)| z.max(0.0) + (-z.abs()).exp().ln_1p() - y * z)
-                .sum::<f64>()
-                / n
-        }
-        Objective::Regression => {
-            y.iter()
-                .zip(raw)
-                .map(|(&y, &p)| (y - p) * (y - p))
-                .sum::<f64>()
-                / n
-        }
+                Objective::Binary => z.max(0.0) + (-z.abs()).exp().ln_1p() - y * z,
+                Objective::Regression => (y - z) * (y - z),
+            }
+        })
+        .sum();
+    sum / total
+}
+
+/// Bins fitted on (at most 200k of) `rows`, like LightGBM's bin_construct_sample_cnt, and
+/// every row of `x` binned by them.
+pub(super) struct Prepared {
+    mappers: Vec<BinMapper>,
+    binned: Binned,
+    n_bins: Vec<usize>,
+}
+
+pub(super) fn prepare(x: &Matrix, rows: &[u32], max_bins: usize, rng: &mut ChaCha8Rng) -> Prepared {
+    let mut sample = rows.to_vec();
+    if sample.len() > 200_000 {
+        sample.shuffle(rng);
+        sample.truncate(200_000);
+        sample.sort_unstable();
+    }
+    let mappers: Vec<BinMapper> = (0..x.cols)
+        .map(|f| {
+            let col = x.column(f);
+            let mut values: Vec<f64> = sample.iter().map(|&r| col[r as usize]).collect();
+            BinMapper::fit(&mut values, max_bins)
+        })
+        .collect();
+    let binned = Binned::new(x, &mappers);
+    let n_bins = mappers.iter().map(BinMapper::n_bins).collect();
+    Prepared {
+        mappers,
+        binned,
+        n_bins,
     }
 }
 
-/// Trains an ensemble on `x` (NaN = missing) and targets `y` (0/1 for binary).
+/// What one tree is grown from: the rows (sorted; a bootstrap may repeat one), each row's
+/// gradient and hessian, the features it may use, and a forest's per-split draw.
+pub(super) struct TreeInput<'a> {
+    pub rows: Vec<u32>,
+    pub grad: &'a [f64],
+    pub hess: &'a [f64],
+    pub features: Vec<usize>,
+    pub split_draw: Option<(usize, u64)>,
+    pub threads: usize,
+}
+
+/// Grows one tree; returns it and each leaf's (node, rows), and adds split gains to
+/// `importance`. Leaf values are `-G / (H + l2) × learning_rate`.
+pub(super) fn grow_tree(
+    prepared: &Prepared,
+    params: &GbtParams,
+    input: TreeInput<'_>,
+    importance: &mut [f64],
+) -> (Tree, Vec<(usize, Vec<u32>)>) {
+    let grower = Grower {
+        params,
+        binned: &prepared.binned,
+        n_bins: prepared.n_bins.clone(),
+        grad: input.grad,
+        hess: input.hess,
+        features: input.features,
+        split_draw: input.split_draw,
+        threads: input.threads,
+    };
+    let (nodes, members) = grower.grow(input.rows, &prepared.mappers, importance);
+    (Tree { nodes }, members)
+}
+
+/// Threads for `threads: 0` (one per core) or the number given.
+pub(super) fn resolve_threads(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// The features a tree uses: all, or `share` of them drawn with `rng` (sorted).
+pub(super) fn draw_features(cols: usize, share: f64, rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let n = ((cols as f64 * share).ceil() as usize).clamp(1, cols.max(1));
+    let mut features: Vec<usize> = (0..cols).collect();
+    if n < cols {
+        features.shuffle(rng);
+        features.truncate(n);
+        features.sort_unstable();
+    }
+    features
+}
+
+/// Trains an ensemble on `x` (NaN = missing) and targets `y` (0/1 for binary), each row
+/// counting `weights[row]` times in gradients, hessians and the validation loss (class
+/// weights); `min_data_in_leaf` still counts rows.
 pub fn train(
     x: &Matrix,
     y: &[f64],
+    weights: Option<&[f64]>,
     objective: Objective,
     params: &GbtParams,
     seed: u64,
@@ -872,25 +1000,15 @@ pub fn train(
     if train_rows.is_empty() {
         return Err(ModelError::Data("no training rows".into()));
     }
-    // Bins from the training rows only (at most 200k of them, like LightGBM's bin_construct_sample_cnt).
-    let mut sample = train_rows.clone();
-    if sample.len() > 200_000 {
-        sample.shuffle(&mut rng);
-        sample.truncate(200_000);
-        sample.sort_unstable();
-    }
-    let mappers: Vec<BinMapper> = (0..x.cols)
-        .map(|f| {
-            let col = x.column(f);
-            let mut values: Vec<f64> = sample.iter().map(|&r| col[r as usize]).collect();
-            BinMapper::fit(&mut values, params.max_bins)
-        })
-        .collect();
-    let binned = Binned::new(x, &mappers);
-    let n_bins: Vec<usize> = mappers.iter().map(BinMapper::n_bins).collect();
-
+    // Bins from the training rows only.
+    let prepared = prepare(x, &train_rows, params.max_bins, &mut rng);
+    let w = |r: u32| weights.map_or(1.0, |w| w[r as usize]);
     let init_score = {
-        let mean = train_rows.iter().map(|&r| y[r as usize]).sum::<f64>() / train_rows.len() as f64;
+        let mean = train_rows
+            .iter()
+            .map(|&r| w(r) * y[r as usize])
+            .sum::<f64>()
+            / train_rows.iter().map(|&r| w(r)).sum::<f64>();
         match objective {
             Objective::Binary => {
                 let p = mean.clamp(1e-15, 1.0 - 1e-15);
@@ -908,18 +1026,14 @@ pub fn train(
     let mut validation_loss = Vec::new();
     let (mut best_loss, mut best_round) = (f64::INFINITY, 0usize);
     let valid_y: Vec<f64> = valid_rows.iter().map(|&r| y[r as usize]).collect();
-    let n_features =
-        ((x.cols as f64 * params.feature_subsample).ceil() as usize).clamp(1, x.cols.max(1));
-    let threads = match params.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let valid_w: Option<Vec<f64>> = weights.map(|_| valid_rows.iter().map(|&r| w(r)).collect());
+    let threads = resolve_threads(params.threads);
     let n_sample_rows = ((train_rows.len() as f64 * params.row_subsample).ceil() as usize).max(1);
 
     for round in 0..params.n_trees {
         // Every row's gradient (validation rows' are never read), in one contiguous run per
         // thread: each value depends on its own row only, so the split changes no bit.
-        gradients(objective, &raw, y, &mut grad, &mut hess, threads);
+        gradients(objective, &raw, y, weights, &mut grad, &mut hess, threads);
         let rows = if n_sample_rows < train_rows.len() {
             let mut rows = train_rows.clone();
             let (chosen, _) = rows.partial_shuffle(&mut rng, n_sample_rows);
@@ -929,23 +1043,16 @@ pub fn train(
         } else {
             train_rows.clone()
         };
-        let mut features: Vec<usize> = (0..x.cols).collect();
-        if n_features < x.cols {
-            features.shuffle(&mut rng);
-            features.truncate(n_features);
-            features.sort_unstable();
-        }
-        let grower = Grower {
-            params,
-            binned: &binned,
-            n_bins: n_bins.clone(),
+        let features = draw_features(x.cols, params.feature_subsample, &mut rng);
+        let input = TreeInput {
+            rows,
             grad: &grad,
             hess: &hess,
             features,
+            split_draw: None,
             threads,
         };
-        let (nodes, members) = grower.grow(rows, &mappers, &mut importance);
-        let tree = Tree { nodes };
+        let (tree, members) = grow_tree(&prepared, params, input, &mut importance);
         // Rows the tree was grown on get their leaf's value directly (their bins put them in
         // that leaf, and a bin comparison equals the threshold comparison); the others
         // (out of the row sample, validation rows) walk the tree.
@@ -970,7 +1077,7 @@ pub fn train(
         trees.push(tree);
         if params.early_stopping_rounds > 0 {
             let valid_raw: Vec<f64> = valid_rows.iter().map(|&r| raw[r as usize]).collect();
-            let l = loss(objective, &valid_y, &valid_raw);
+            let l = loss(objective, &valid_y, &valid_raw, valid_w.as_deref());
             validation_loss.push(l);
             if l < best_loss {
                 best_loss = l;
@@ -1037,7 +1144,7 @@ mod tests {
             min_data_in_leaf: 2,
             ..Default::default()
         };
-        let model = train(&x, &y, Objective::Binary, &params, 3).unwrap();
+        let model = train(&x, &y, None, Objective::Binary, &params, 3).unwrap();
         let naive: Vec<f64> = (0..n)
             .map(|r| {
                 model.init_score

@@ -211,9 +211,11 @@ pub fn train_ridge(x: &Matrix, y: &[f64], alpha: f64) -> Result<LinearModel, Mod
 
 /// L2-penalized logistic regression by Newton's method (IRLS), objective
 /// `Σ logloss + alpha/2 · |w|²` on standardized features.
+/// `weights` (class weights) multiply each row's log-loss term.
 pub fn train_logistic(
     x: &Matrix,
     y: &[f64],
+    weights: Option<&[f64]>,
     params: &LinearParams,
 ) -> Result<LinearModel, ModelError> {
     let alpha = params.alpha.unwrap_or(1.0);
@@ -230,15 +232,21 @@ pub fn train_logistic(
             }
         }
         let p: Vec<f64> = eta.iter().map(|&e| 1.0 / (1.0 + (-e).exp())).collect();
-        let weights: Vec<f64> = p.iter().map(|p| (p * (1.0 - p)).max(1e-12)).collect();
-        // Newton step on the penalized log-likelihood: H Δ = gradient.
+        let curvature: Vec<f64> = p.iter().map(|p| (p * (1.0 - p)).max(1e-12)).collect();
+        // Newton step on the penalized log-likelihood: H Δ = gradient. With row weights s,
+        // H = Zᵀ diag(s·p(1−p)) Z and the gradient Σ s (y − p) z: the same working
+        // residual (y − p) / p(1−p) under weights s·p(1−p).
         let resid: Vec<f64> = p
             .iter()
             .zip(y)
-            .zip(&weights)
-            .map(|((p, y), w)| (y - p) / w)
+            .zip(&curvature)
+            .map(|((p, y), c)| (y - p) / c)
             .collect();
-        let (a, mut b) = normal_equations(&z, &weights, &resid, alpha);
+        let irls: Vec<f64> = match weights {
+            Some(s) => curvature.iter().zip(s).map(|(c, s)| c * s).collect(),
+            None => curvature,
+        };
+        let (a, mut b) = normal_equations(&z, &irls, &resid, alpha);
         for j in 1..n {
             b[j] -= alpha * w[j];
         }

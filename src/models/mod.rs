@@ -1,5 +1,6 @@
 //! Models: one `Model` type over several algorithms (histogram gradient-boosted trees,
-//! logistic, linear and ridge regression), their training, prediction, importance and
+//! decision trees and random forests on the same tree grower, logistic, linear and ridge
+//! regression), their training, prediction, importance and
 //! deterministic serialization, and the holdout metrics (`metrics`). Pure: no IO, no Arrow;
 //! the `train` and `score` tasks move rows in and out.
 //!
@@ -7,6 +8,7 @@
 //! serde_json's shortest round-trip formatting), so the same rows and seed give the same bytes.
 
 pub mod card;
+pub mod forest;
 pub mod gbt;
 pub mod linear;
 pub mod metrics;
@@ -91,13 +93,28 @@ pub enum Algorithm {
     Linear,
     /// Least squares with an L2 penalty.
     Ridge,
+    /// One CART tree on histograms (Gini / variance reduction); leaves are class-1 shares.
+    DecisionTreeClassifier,
+    /// One CART tree on histograms (variance reduction); leaves are means.
+    DecisionTreeRegressor,
+    /// Bootstrap-aggregated trees with a feature draw per split; the trees' mean probability.
+    RandomForestClassifier,
+    /// Bootstrap-aggregated trees with a feature draw per split; the trees' mean.
+    RandomForestRegressor,
 }
 
 impl Algorithm {
     pub fn objective(self) -> Objective {
         match self {
-            Algorithm::GbtClassifier | Algorithm::Logistic => Objective::Binary,
-            Algorithm::GbtRegressor | Algorithm::Linear | Algorithm::Ridge => Objective::Regression,
+            Algorithm::GbtClassifier
+            | Algorithm::Logistic
+            | Algorithm::DecisionTreeClassifier
+            | Algorithm::RandomForestClassifier => Objective::Binary,
+            Algorithm::GbtRegressor
+            | Algorithm::Linear
+            | Algorithm::Ridge
+            | Algorithm::DecisionTreeRegressor
+            | Algorithm::RandomForestRegressor => Objective::Regression,
         }
     }
 
@@ -108,6 +125,10 @@ impl Algorithm {
             Algorithm::Logistic => "logistic",
             Algorithm::Linear => "linear",
             Algorithm::Ridge => "ridge",
+            Algorithm::DecisionTreeClassifier => "decision_tree_classifier",
+            Algorithm::DecisionTreeRegressor => "decision_tree_regressor",
+            Algorithm::RandomForestClassifier => "random_forest_classifier",
+            Algorithm::RandomForestRegressor => "random_forest_regressor",
         }
     }
 
@@ -119,7 +140,19 @@ impl Algorithm {
                 p.check()?;
                 Params::Gbt(p)
             }
-            _ => {
+            Algorithm::DecisionTreeClassifier | Algorithm::DecisionTreeRegressor => {
+                let p: forest::TreeParams =
+                    serde_json::from_value(value).map_err(|e| e.to_string())?;
+                p.as_forest().resolve(self.objective())?;
+                Params::Tree(p)
+            }
+            Algorithm::RandomForestClassifier | Algorithm::RandomForestRegressor => {
+                let p: forest::ForestParams =
+                    serde_json::from_value(value).map_err(|e| e.to_string())?;
+                // Record the feature draw actually used, not "the default".
+                Params::Forest(p.resolve(self.objective())?)
+            }
+            Algorithm::Logistic | Algorithm::Linear | Algorithm::Ridge => {
                 let mut p: linear::LinearParams =
                     serde_json::from_value(value).map_err(|e| e.to_string())?;
                 // Record the penalty actually used, not "the default".
@@ -146,6 +179,8 @@ impl Algorithm {
 #[serde(untagged)]
 pub enum Params {
     Gbt(gbt::GbtParams),
+    Tree(forest::TreeParams),
+    Forest(forest::ForestParams),
     Linear(linear::LinearParams),
 }
 
@@ -153,6 +188,8 @@ pub enum Params {
 #[serde(rename_all = "snake_case")]
 pub enum Body {
     Gbt(gbt::GbtModel),
+    /// A decision tree (one tree) or a random forest; predicts probabilities or values.
+    Forest(forest::ForestModel),
     Linear(linear::LinearModel),
 }
 
@@ -180,21 +217,52 @@ pub struct Importance {
 
 pub const FORMAT: u32 = 1;
 
-/// Trains `algorithm` on `x` (features named `features`) and targets `y`.
+/// Trains `algorithm` on `x` (features named `features`) and targets `y`; a classifier's
+/// rows may carry `weights` (class weights: each row counts that many times in the loss).
 pub fn train(
     algorithm: Algorithm,
     params: &Params,
     features: Vec<String>,
     x: &Matrix,
     y: &[f64],
+    weights: Option<&[f64]>,
     seed: u64,
 ) -> Result<Model, ModelError> {
     let objective = algorithm.objective();
+    if weights.is_some() && objective != Objective::Binary {
+        return Err(ModelError::Params(format!(
+            "class weights apply to classifiers, not `{}`",
+            algorithm.name()
+        )));
+    }
+    if let Some(w) = weights
+        && (w.len() != y.len() || w.iter().any(|w| !(*w > 0.0 && w.is_finite())))
+    {
+        return Err(ModelError::Params(
+            "row weights must be positive and finite, one per row".into(),
+        ));
+    }
     let body = match (algorithm, params) {
         (Algorithm::GbtClassifier | Algorithm::GbtRegressor, Params::Gbt(p)) => {
-            Body::Gbt(gbt::train(x, y, objective, p, seed)?)
+            Body::Gbt(gbt::train(x, y, weights, objective, p, seed)?)
         }
-        (Algorithm::Logistic, Params::Linear(p)) => Body::Linear(linear::train_logistic(x, y, p)?),
+        (Algorithm::DecisionTreeClassifier | Algorithm::DecisionTreeRegressor, Params::Tree(p)) => {
+            Body::Forest(forest::train(
+                x,
+                y,
+                weights,
+                objective,
+                &p.as_forest(),
+                seed,
+            )?)
+        }
+        (
+            Algorithm::RandomForestClassifier | Algorithm::RandomForestRegressor,
+            Params::Forest(p),
+        ) => Body::Forest(forest::train(x, y, weights, objective, p, seed)?),
+        (Algorithm::Logistic, Params::Linear(p)) => {
+            Body::Linear(linear::train_logistic(x, y, weights, p)?)
+        }
         (Algorithm::Linear, Params::Linear(p)) => {
             Body::Linear(linear::train_ridge(x, y, p.alpha.unwrap_or(0.0))?)
         }
@@ -224,6 +292,8 @@ impl Model {
         let raw = match &self.body {
             Body::Gbt(m) => m.predict_raw(x),
             Body::Linear(m) => m.predict_raw(x),
+            // Already probabilities (leaf means of 0/1) or values: no link.
+            Body::Forest(m) => return m.predict(x),
         };
         match self.objective {
             Objective::Binary => raw.into_iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect(),
@@ -234,10 +304,15 @@ impl Model {
     /// Importance per feature, largest first (ties by name).
     pub fn importance(&self, x: &Matrix) -> Vec<Importance> {
         let mut out: Vec<Importance> = match &self.body {
-            Body::Gbt(m) => self
+            Body::Gbt(gbt::GbtModel {
+                gain_importance, ..
+            })
+            | Body::Forest(forest::ForestModel {
+                gain_importance, ..
+            }) => self
                 .features
                 .iter()
-                .zip(&m.gain_importance)
+                .zip(gain_importance)
                 .map(|(f, &g)| Importance {
                     feature: f.clone(),
                     importance: g,
@@ -353,7 +428,7 @@ mod tests {
             num_leaves: 8,
             ..Default::default()
         });
-        let model = train(Algorithm::GbtClassifier, &params, names(), &x, &y, 7).unwrap();
+        let model = train(Algorithm::GbtClassifier, &params, names(), &x, &y, None, 7).unwrap();
         let p = model.predict(&xt);
         let auc = metrics::roc_auc(&yt, &p).unwrap();
         // The Bayes-optimal AUC for this design is about 0.87.
@@ -388,9 +463,9 @@ mod tests {
             early_stopping_rounds: 5,
             ..Default::default()
         });
-        let a = train(Algorithm::GbtClassifier, &params, names(), &x, &y, 11).unwrap();
-        let b = train(Algorithm::GbtClassifier, &params, names(), &x, &y, 11).unwrap();
-        let c = train(Algorithm::GbtClassifier, &params, names(), &x, &y, 12).unwrap();
+        let a = train(Algorithm::GbtClassifier, &params, names(), &x, &y, None, 11).unwrap();
+        let b = train(Algorithm::GbtClassifier, &params, names(), &x, &y, None, 11).unwrap();
+        let c = train(Algorithm::GbtClassifier, &params, names(), &x, &y, None, 12).unwrap();
         let (ba, bb, bc) = (
             a.to_bytes().unwrap(),
             b.to_bytes().unwrap(),
@@ -421,7 +496,7 @@ mod tests {
                 feature_subsample: 0.67,
                 ..Default::default()
             });
-            train(Algorithm::GbtClassifier, &params, names(), &x, &y, 5)
+            train(Algorithm::GbtClassifier, &params, names(), &x, &y, None, 5)
                 .unwrap()
                 .to_bytes()
                 .unwrap()
@@ -443,7 +518,7 @@ mod tests {
             early_stopping_rounds: 10,
             ..Default::default()
         });
-        let model = train(Algorithm::GbtClassifier, &params, names(), &x, &y, 1).unwrap();
+        let model = train(Algorithm::GbtClassifier, &params, names(), &x, &y, None, 1).unwrap();
         let Body::Gbt(g) = &model.body else {
             panic!("gbt body")
         };
@@ -467,6 +542,7 @@ mod tests {
             names(),
             &x,
             &y,
+            None,
             1,
         )
         .unwrap();
@@ -478,6 +554,7 @@ mod tests {
             names(),
             &x,
             &y,
+            None,
             1,
         )
         .unwrap();
@@ -517,6 +594,7 @@ mod tests {
             vec!["a".into(), "b".into()],
             &x,
             &y,
+            None,
             0,
         )
         .unwrap();
@@ -553,6 +631,81 @@ mod tests {
             Algorithm::Logistic
                 .params(serde_json::json!({"alpha": 0.0}))
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn class_weights_count_a_row_that_many_times() {
+        let (full, y, _) = planted(2000, 21);
+        // Without x1 (its missing values are imputed with a mean the duplicates would move)
+        // and with a negligible penalty (on standardized coefficients, whose scale the
+        // duplicates also move), weights and duplicates have the same optimum.
+        let x = Matrix::from_columns(vec![full.column(0).to_vec(), full.column(2).to_vec()]);
+        let names = || vec!["x0".to_string(), "x2".to_string()];
+        let params = Algorithm::Logistic
+            .params(serde_json::json!({"alpha": 1e-9}))
+            .unwrap();
+        // Weight 2 on every class-1 row = every class-1 row twice (logistic's loss is a sum).
+        let weights: Vec<f64> = y
+            .iter()
+            .map(|&v| if v == 1.0 { 2.0 } else { 1.0 })
+            .collect();
+        let weighted = train(
+            Algorithm::Logistic,
+            &params,
+            names(),
+            &x,
+            &y,
+            Some(&weights),
+            0,
+        )
+        .unwrap();
+        let twice: Vec<usize> = (0..x.rows)
+            .flat_map(|r| std::iter::repeat_n(r, if y[r] == 1.0 { 2 } else { 1 }))
+            .collect();
+        let y_twice: Vec<f64> = twice.iter().map(|&r| y[r]).collect();
+        let duplicated = train(
+            Algorithm::Logistic,
+            &params,
+            names(),
+            &x.take(&twice),
+            &y_twice,
+            None,
+            0,
+        )
+        .unwrap();
+        let (Body::Linear(a), Body::Linear(b)) = (&weighted.body, &duplicated.body) else {
+            panic!("linear bodies")
+        };
+        for (p, q) in a.coefficients.iter().zip(&b.coefficients) {
+            assert!(
+                (p - q).abs() < 1e-6,
+                "{:?} vs {:?}",
+                a.coefficients,
+                b.coefficients
+            );
+        }
+        // Trees: heavier class-1 rows raise every predicted probability's mean.
+        let gbt = Params::Gbt(gbt::GbtParams {
+            n_trees: 20,
+            ..Default::default()
+        });
+        let mean = |w: Option<&[f64]>| {
+            let m = train(Algorithm::GbtClassifier, &gbt, names(), &x, &y, w, 1).unwrap();
+            let p = m.predict(&x);
+            p.iter().sum::<f64>() / p.len() as f64
+        };
+        let heavy: Vec<f64> = y
+            .iter()
+            .map(|&v| if v == 1.0 { 4.0 } else { 1.0 })
+            .collect();
+        let (plain, weighted) = (mean(None), mean(Some(&heavy)));
+        assert!(weighted > plain + 0.1, "{plain} -> {weighted}");
+        // Regressors have no classes.
+        let err = train(Algorithm::Ridge, &params, names(), &x, &y, Some(&heavy), 0).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("class weights apply to classifiers")
         );
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! The holdout is, by default, the latest rows by the timestamp column (whole timestamps, so
 //! one snapshot is never split between train and holdout); `split: {by: random}` draws it
-//! with the seed. Every check on the data (target present, not constant, two classes in each
+//! with the seed; `split: {by: dates, ...}` takes explicit, inclusive UTC date ranges (rows
+//! outside both are not used). `class_weights` weighs a classifier's rows by class. Every check on the data (target present, not constant, two classes in each
 //! part, finite features, rows on both sides) runs before anything is written: a failed task
 //! registers nothing and publishes nothing.
 //!
@@ -14,13 +15,18 @@
 //! - id: churn_model
 //!   kind: train
 //!   model: churn
-//!   algorithm: gbt_classifier        # gbt_regressor, logistic, linear, ridge
+//!   algorithm: gbt_classifier        # gbt_regressor, logistic, linear, ridge,
+//!                                    # decision_tree_classifier/_regressor,
+//!                                    # random_forest_classifier/_regressor
 //!   table: training.churn
 //!   target: churned
 //!   entity: customer_id              # default: the table's first column
 //!   timestamp: label_ts              # default: `label_ts` when the table has it
 //!   exclude: [revenue_365d]          # or `features: [...]`; default every numeric column
 //!   split: { by: time, holdout: 0.2 }
+//!   # or: { by: dates, train_from: 2024-01-01, train_to: 2024-05-31,
+//!   #       holdout_from: 2024-06-01, holdout_to: 2024-06-30 }
+//!   class_weights: balanced          # or {0: 1, 1: 4}; classifiers only
 //!   params: { n_trees: 200, learning_rate: 0.05, num_leaves: 15, early_stopping_rounds: 20 }
 //!   seed: 7
 //!   segments: [country]              # holdout metrics by value, in the model card
@@ -83,6 +89,11 @@ pub struct TrainTask {
     /// Seed of every random draw (split, subsampling).
     #[serde(default)]
     pub seed: u64,
+    /// A classifier's class weights: `balanced` (n / (2 · n_class) over the training rows,
+    /// as sklearn's) or `{0: w0, 1: w1}` (a class left out weighs 1). Each row counts its
+    /// weight times in the loss; the holdout metrics stay unweighted.
+    #[serde(default)]
+    pub class_weights: Option<ClassWeights>,
     /// Classification threshold for precision, recall and F1.
     #[serde(default = "default_threshold")]
     pub threshold: f64,
@@ -113,27 +124,121 @@ fn default_threshold() -> f64 {
     0.5
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum ClassWeights {
+    Rule(BalancedRule),
+    /// Weight per class, `0` and `1`.
+    Given(BTreeMap<u8, f64>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BalancedRule {
+    Balanced,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SplitSpec {
     #[serde(default)]
     pub by: SplitBy,
-    /// Share of rows held out for evaluation.
-    #[serde(default = "default_holdout")]
-    pub holdout: f64,
+    /// Share of rows held out for evaluation (`time` and `random`; default 0.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<f64>,
+    /// `by: dates`: the first training day (inclusive, UTC; default: the earliest row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_from: Option<String>,
+    /// `by: dates`: the last training day (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_to: Option<String>,
+    /// `by: dates`: the first holdout day (inclusive; after `train_to`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout_from: Option<String>,
+    /// `by: dates`: the last holdout day (inclusive; default: the latest row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout_to: Option<String>,
 }
 
-impl Default for SplitSpec {
-    fn default() -> Self {
-        SplitSpec {
-            by: SplitBy::Time,
-            holdout: default_holdout(),
+const DEFAULT_HOLDOUT: f64 = 0.2;
+
+/// `by: dates` bounds as days since 1970-01-01: [train_from, train_to], [holdout_from,
+/// holdout_to], open where `None`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct DateRanges {
+    train: (Option<i64>, i64),
+    holdout: (i64, Option<i64>),
+}
+
+impl SplitSpec {
+    /// Checks the fields against `by` and fills the default holdout share; the date ranges
+    /// of `by: dates`, or a message naming the field.
+    fn resolve(&mut self) -> Result<Option<DateRanges>, (&'static str, String)> {
+        let dates = [
+            ("train_from", &self.train_from),
+            ("train_to", &self.train_to),
+            ("holdout_from", &self.holdout_from),
+            ("holdout_to", &self.holdout_to),
+        ];
+        if self.by != SplitBy::Dates {
+            if let Some((field, _)) = dates.iter().find(|(_, v)| v.is_some()) {
+                return Err((
+                    "split",
+                    format!(
+                        "`{field}` applies to `by: dates`, not `by: {}`",
+                        self.by.name()
+                    ),
+                ));
+            }
+            let holdout = *self.holdout.get_or_insert(DEFAULT_HOLDOUT);
+            if !(holdout > 0.0 && holdout < 1.0) {
+                return Err((
+                    "split",
+                    "`holdout` must be between 0 and 1 (exclusive)".into(),
+                ));
+            }
+            return Ok(None);
         }
+        if self.holdout.is_some() {
+            return Err((
+                "split",
+                "`holdout` is a share for `by: time` or `by: random`; `by: dates` takes `holdout_from` and `holdout_to`".into(),
+            ));
+        }
+        let mut days = [None; 4];
+        for (slot, (field, value)) in days.iter_mut().zip(dates) {
+            if let Some(text) = value {
+                let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                    (
+                        "split",
+                        format!("`{field}`: `{text}` is not a date (YYYY-MM-DD)"),
+                    )
+                })?;
+                *slot = Some((date - chrono::DateTime::UNIX_EPOCH.date_naive()).num_days());
+            }
+        }
+        let [train_from, train_to, holdout_from, holdout_to] = days;
+        let (Some(train_to), Some(holdout_from)) = (train_to, holdout_from) else {
+            return Err((
+                "split",
+                "`by: dates` needs `train_to` and `holdout_from` (and optionally `train_from`, `holdout_to`)".into(),
+            ));
+        };
+        if train_from.is_some_and(|f| f > train_to) || holdout_to.is_some_and(|t| t < holdout_from)
+        {
+            return Err(("split", "a date range ends before it starts".into()));
+        }
+        if holdout_from <= train_to {
+            return Err((
+                "split",
+                "`holdout_from` must be after `train_to`: the holdout may not overlap the training days".into(),
+            ));
+        }
+        Ok(Some(DateRanges {
+            train: (train_from, train_to),
+            holdout: (holdout_from, holdout_to),
+        }))
     }
-}
-
-fn default_holdout() -> f64 {
-    0.2
 }
 
 #[derive(
@@ -146,6 +251,18 @@ pub enum SplitBy {
     Time,
     /// Rows drawn with the seed.
     Random,
+    /// Explicit date ranges (`train_from`…`train_to`, `holdout_from`…`holdout_to`).
+    Dates,
+}
+
+impl SplitBy {
+    fn name(self) -> &'static str {
+        match self {
+            SplitBy::Time => "time",
+            SplitBy::Random => "random",
+            SplitBy::Dates => "dates",
+        }
+    }
 }
 
 /// What `metadata.json` holds (fields in this order, so equal inputs give equal text apart
@@ -159,6 +276,9 @@ struct Metadata<'a> {
     objective: &'static str,
     params: &'a Params,
     seed: u64,
+    /// Class weights used, `{"0": w0, "1": w1}` (absent without `class_weights`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    class_weights: Option<BTreeMap<String, f64>>,
     target: &'a str,
     entity: &'a str,
     timestamp: Option<&'a str>,
@@ -249,8 +369,33 @@ impl TrainTask {
         if !is_table_name(&holdout) {
             diags.push(cx.error("holdout_table", format!("invalid table name `{holdout}`")));
         }
-        if !(self.split.holdout > 0.0 && self.split.holdout < 1.0) {
-            diags.push(cx.error("split", "`holdout` must be between 0 and 1 (exclusive)"));
+        if let Err((field, message)) = self.split.resolve() {
+            diags.push(cx.error(field, message));
+        }
+        if let Some(weights) = &self.class_weights {
+            if self.algorithm.objective() != models::Objective::Binary {
+                diags.push(cx.error(
+                    "class_weights",
+                    format!(
+                        "`class_weights` apply to classifiers, not `{}`",
+                        self.algorithm.name()
+                    ),
+                ));
+            }
+            if let ClassWeights::Given(map) = weights {
+                if let Some(class) = map.keys().find(|c| **c > 1) {
+                    diags.push(cx.error(
+                        "class_weights",
+                        format!("class `{class}`: a classifier's classes are 0 and 1"),
+                    ));
+                }
+                if let Some((class, w)) = map.iter().find(|(_, w)| !(**w > 0.0 && w.is_finite())) {
+                    diags.push(cx.error(
+                        "class_weights",
+                        format!("class {class} weighs {w}: a weight is a positive number"),
+                    ));
+                }
+            }
         }
         if !(self.threshold > 0.0 && self.threshold < 1.0) {
             diags.push(cx.error(
@@ -460,36 +605,55 @@ impl TrainTask {
         let objective = self.algorithm.objective();
         let y = target_values(&target_col, &self.target, objective).map_err(data_error)?;
 
+        let holdout_share = self.split.holdout.unwrap_or(DEFAULT_HOLDOUT);
         let (train_idx, holdout_idx, holdout_from) = match (self.split.by, &ts_col) {
-            (SplitBy::Time, None) => {
+            (SplitBy::Time | SplitBy::Dates, None) => {
                 return Err(data_error(format!(
-                    "a time split needs a timestamp column: table `{}` has no `label_ts`; set `timestamp:` or `split: {{by: random}}`",
+                    "a `by: {}` split needs a timestamp column: table `{}` has no `label_ts`; set `timestamp:` or `split: {{by: random}}`",
+                    self.split.by.name(),
                     self.table
                 )));
             }
-            (SplitBy::Time, Some(ts)) => {
-                let ts = cast(ts, &DataType::Int64).map_err(|e| cx.fail(e, false))?;
-                let ts = ts
+            (SplitBy::Time | SplitBy::Dates, Some(ts)) => {
+                let name = timestamp.as_deref().unwrap_or_default();
+                let raw = cast(ts, &DataType::Int64).map_err(|e| cx.fail(e, false))?;
+                let raw = raw
                     .as_any()
                     .downcast_ref::<datafusion::arrow::array::Int64Array>()
                     .ok_or_else(|| data_error("timestamp is not castable to Int64".into()))?;
-                if ts.null_count() > 0 {
-                    return Err(data_error(format!(
-                        "timestamp column `{}` has nulls",
-                        timestamp.as_deref().unwrap_or_default()
-                    )));
+                if raw.null_count() > 0 {
+                    return Err(data_error(format!("timestamp column `{name}` has nulls")));
                 }
-                time_split(ts.values(), self.split.holdout)
+                let ranges = self
+                    .split
+                    .clone()
+                    .resolve()
+                    .map_err(|(_, m)| data_error(m))?;
+                match ranges {
+                    None => time_split(raw.values(), holdout_share),
+                    Some(ranges) => {
+                        let per_day = units_per_day(ts.data_type()).ok_or_else(|| {
+                            data_error(format!(
+                                "a `by: dates` split needs a date or timestamp column; `{name}` is {}",
+                                ts.data_type()
+                            ))
+                        })?;
+                        date_split(raw.values(), ranges, per_day)
+                    }
+                }
             }
-            (SplitBy::Random, _) => random_split(data.num_rows(), self.split.holdout, self.seed),
+            (SplitBy::Random, _) => random_split(data.num_rows(), holdout_share, self.seed),
         };
         if train_idx.is_empty() || holdout_idx.is_empty() {
+            let how = match self.split.by {
+                SplitBy::Dates => "the `split` date ranges".to_string(),
+                _ => format!("`split.holdout` {holdout_share}"),
+            };
             return Err(data_error(format!(
-                "the split leaves {} training and {} holdout rows of {} (`split.holdout` {}); each side needs rows",
+                "the split leaves {} training and {} holdout rows of {} ({how}); each side needs rows",
                 train_idx.len(),
                 holdout_idx.len(),
                 data.num_rows(),
-                self.split.holdout
             )));
         }
         let x = Matrix::from_columns(columns);
@@ -507,12 +671,31 @@ impl TrainTask {
             }
         }
 
+        let class_weights = self
+            .class_weights
+            .as_ref()
+            .map(|c| class_weight_values(c, &y_train));
+        let row_weights: Option<Vec<f64>> = class_weights.map(|[w0, w1]| {
+            y_train
+                .iter()
+                .map(|&y| if y == 1.0 { w1 } else { w0 })
+                .collect()
+        });
+
         let started = std::time::Instant::now();
         let algorithm = self.algorithm;
         let (seed, model_params, names) = (self.seed, params.clone(), feature_names.clone());
         let fitted = tokio::task::spawn_blocking(move || {
-            models::train(algorithm, &model_params, names, &x_train, &y_train, seed)
-                .map(|m| (m, x_train))
+            models::train(
+                algorithm,
+                &model_params,
+                names,
+                &x_train,
+                &y_train,
+                row_weights.as_deref(),
+                seed,
+            )
+            .map(|m| (m, x_train))
         })
         .await
         .map_err(|e| cx.fail(format!("training panicked (this is a bug): {e}"), false))?;
@@ -637,6 +820,8 @@ impl TrainTask {
             },
             params,
             seed: self.seed,
+            class_weights: class_weights
+                .map(|[w0, w1]| BTreeMap::from([("0".to_string(), w0), ("1".to_string(), w1)])),
             target: &self.target,
             entity: &entity,
             timestamp: timestamp.as_deref(),
@@ -980,6 +1165,63 @@ fn time_split(ts: &[i64], holdout: f64) -> (Vec<usize>, Vec<usize>, Option<i64>)
     (train, test, Some(cutoff))
 }
 
+/// Raw units of a date or timestamp column per day (`None` for other types).
+fn units_per_day(t: &DataType) -> Option<i64> {
+    use datafusion::arrow::datatypes::TimeUnit;
+    Some(match t {
+        DataType::Date32 => 1,
+        DataType::Date64 => 86_400_000,
+        DataType::Timestamp(unit, _) => {
+            86_400
+                * match unit {
+                    TimeUnit::Second => 1,
+                    TimeUnit::Millisecond => 1_000,
+                    TimeUnit::Microsecond => 1_000_000,
+                    TimeUnit::Nanosecond => 1_000_000_000,
+                }
+        }
+        _ => return None,
+    })
+}
+
+/// Rows whose day falls in the training or the holdout range (inclusive days; rows in
+/// neither are left out); the holdout's first raw value is the cutoff.
+fn date_split(
+    ts: &[i64],
+    ranges: DateRanges,
+    per_day: i64,
+) -> (Vec<usize>, Vec<usize>, Option<i64>) {
+    let start = |day: i64| day.saturating_mul(per_day);
+    let in_range = |t: i64, from: Option<i64>, to: Option<i64>| {
+        from.is_none_or(|f| t >= start(f)) && to.is_none_or(|d| t < start(d + 1))
+    };
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (i, &t) in ts.iter().enumerate() {
+        if in_range(t, ranges.train.0, Some(ranges.train.1)) {
+            train.push(i);
+        } else if in_range(t, Some(ranges.holdout.0), ranges.holdout.1) {
+            test.push(i);
+        }
+    }
+    (train, test, Some(start(ranges.holdout.0)))
+}
+
+/// `[w0, w1]`: `balanced` is n / (2 · n_class) over the training labels `y`.
+fn class_weight_values(spec: &ClassWeights, y: &[f64]) -> [f64; 2] {
+    match spec {
+        ClassWeights::Rule(BalancedRule::Balanced) => {
+            let n1 = y.iter().filter(|&&v| v == 1.0).count() as f64;
+            let n = y.len() as f64;
+            // Both classes are present (checked before training).
+            [n / (2.0 * (n - n1)), n / (2.0 * n1)]
+        }
+        ClassWeights::Given(map) => [
+            map.get(&0).copied().unwrap_or(1.0),
+            map.get(&1).copied().unwrap_or(1.0),
+        ],
+    }
+}
+
 fn random_split(n: usize, holdout: f64, seed: u64) -> (Vec<usize>, Vec<usize>, Option<i64>) {
     use rand::SeedableRng;
     use rand::seq::SliceRandom;
@@ -1049,5 +1291,102 @@ mod tests {
         assert_eq!((a_train.len(), a_test.len()), (80, 20));
         assert_eq!((&a_train, &a_test), (&b_train, &b_test));
         assert_ne!(random_split(100, 0.2, 6).1, a_test);
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    fn dates(by: SplitBy, fields: [Option<&str>; 4]) -> SplitSpec {
+        let [train_from, train_to, holdout_from, holdout_to] = fields.map(|f| f.map(String::from));
+        SplitSpec {
+            by,
+            holdout: None,
+            train_from,
+            train_to,
+            holdout_from,
+            holdout_to,
+        }
+    }
+
+    #[test]
+    fn date_ranges_are_inclusive_days_and_leave_other_rows_out() {
+        let mut spec = dates(
+            SplitBy::Dates,
+            [
+                None,
+                Some("1970-01-03"),
+                Some("1970-01-05"),
+                Some("1970-01-05"),
+            ],
+        );
+        let ranges = spec.resolve().unwrap().unwrap();
+        assert_eq!(ranges.train, (None, 2));
+        assert_eq!(ranges.holdout, (4, Some(4)));
+        // Hourly microsecond timestamps over 6 days.
+        let per_day = units_per_day(&DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            None,
+        ))
+        .unwrap();
+        let ts: Vec<i64> = (0..6 * 24).map(|h| h * 3_600_000_000).collect();
+        let (train, test, cutoff) = date_split(&ts, ranges, per_day);
+        // Days 0..=2 train (72 hours), day 4 holdout (24), days 3 and 5 unused.
+        assert_eq!(train, (0..72).collect::<Vec<_>>());
+        assert_eq!(test, (96..120).collect::<Vec<_>>());
+        assert_eq!(cutoff, Some(4 * per_day));
+        assert_eq!(units_per_day(&DataType::Date32), Some(1));
+        assert_eq!(units_per_day(&DataType::Int64), None);
+    }
+
+    #[test]
+    fn split_fields_are_checked_against_by() {
+        let err = |mut s: SplitSpec| s.resolve().unwrap_err().1;
+        assert!(
+            err(dates(SplitBy::Time, [None, Some("2024-01-01"), None, None]))
+                .contains("`train_to` applies to `by: dates`, not `by: time`")
+        );
+        assert!(
+            err(dates(
+                SplitBy::Dates,
+                [None, Some("2024-02-01"), Some("2024-01-31"), None]
+            ))
+            .contains("may not overlap")
+        );
+        assert!(
+            err(dates(
+                SplitBy::Dates,
+                [None, Some("2024-02-30"), Some("2024-03-01"), None]
+            ))
+            .contains("`train_to`: `2024-02-30` is not a date")
+        );
+        assert!(
+            err(dates(
+                SplitBy::Dates,
+                [None, None, Some("2024-03-01"), None]
+            ))
+            .contains("needs `train_to`")
+        );
+        let mut with_share = dates(
+            SplitBy::Dates,
+            [None, Some("2024-01-01"), Some("2024-01-02"), None],
+        );
+        with_share.holdout = Some(0.3);
+        assert!(err(with_share).contains("`by: dates` takes `holdout_from`"));
+        // time and random get the default share, recorded.
+        let mut time = SplitSpec::default();
+        assert_eq!(time.resolve().unwrap(), None);
+        assert_eq!(time.holdout, Some(DEFAULT_HOLDOUT));
+    }
+
+    #[test]
+    fn balanced_class_weights_follow_sklearn() {
+        // 1 positive in 4: n / (2 · n_class) = 4/6 and 4/2.
+        let y = [1.0, 0.0, 0.0, 0.0];
+        let w = class_weight_values(&ClassWeights::Rule(BalancedRule::Balanced), &y);
+        assert_eq!(w, [4.0 / 6.0, 2.0]);
+        let given = ClassWeights::Given(BTreeMap::from([(1, 5.0)]));
+        assert_eq!(class_weight_values(&given, &y), [1.0, 5.0]);
     }
 }
