@@ -1185,7 +1185,7 @@ fn units_per_day(t: &DataType) -> Option<i64> {
 }
 
 /// Rows whose day falls in the training or the holdout range (inclusive days; rows in
-/// neither are left out); the holdout's first raw value is the cutoff.
+/// neither are left out); the earliest holdout row's raw value is the cutoff.
 fn date_split(
     ts: &[i64],
     ranges: DateRanges,
@@ -1203,7 +1203,9 @@ fn date_split(
             test.push(i);
         }
     }
-    (train, test, Some(start(ranges.holdout.0)))
+    // The first holdout row's own value, so the card can show it as the column displays it.
+    let cutoff = test.iter().map(|&i| ts[i]).min();
+    (train, test, cutoff)
 }
 
 /// `[w0, w1]`: `balanced` is n / (2 · n_class) over the training labels `y`.
@@ -1335,7 +1337,7 @@ mod split_tests {
         // Days 0..=2 train (72 hours), day 4 holdout (24), days 3 and 5 unused.
         assert_eq!(train, (0..72).collect::<Vec<_>>());
         assert_eq!(test, (96..120).collect::<Vec<_>>());
-        assert_eq!(cutoff, Some(4 * per_day));
+        assert_eq!(cutoff, Some(ts[96]));
         assert_eq!(units_per_day(&DataType::Date32), Some(1));
         assert_eq!(units_per_day(&DataType::Int64), None);
     }
