@@ -200,7 +200,7 @@ pub struct ForestModel {
 impl ForestModel {
     /// Probabilities of class 1 (classifiers) or values (regressors).
     pub fn predict(&self, x: &Matrix) -> Vec<f64> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = gbt::resolve_threads(0);
         let mut out = gbt::sum_trees(&self.trees, 0.0, x, threads);
         if self.objective == Objective::Binary {
             // The mean of leaf means lies in [0, 1]; rounding in the sum may not.

@@ -239,7 +239,7 @@ impl GbtModel {
     /// to the cores in contiguous runs; each row's sum still adds the trees in order, so the
     /// result is the same for any thread count.
     pub fn predict_raw(&self, x: &Matrix) -> Vec<f64> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = resolve_threads(0);
         self.predict_raw_on(x, threads)
     }
 

@@ -158,6 +158,10 @@ pub struct SplitSpec {
     /// `by: dates`: the last holdout day (inclusive; default: the latest row).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holdout_to: Option<String>,
+    /// Filled at load time by `resolve`: the `by: dates` ranges in days.
+    #[serde(skip)]
+    #[schemars(skip)]
+    ranges: Option<DateRanges>,
 }
 
 const DEFAULT_HOLDOUT: f64 = 0.2;
@@ -234,10 +238,11 @@ impl SplitSpec {
                 "`holdout_from` must be after `train_to`: the holdout may not overlap the training days".into(),
             ));
         }
-        Ok(Some(DateRanges {
+        self.ranges = Some(DateRanges {
             train: (train_from, train_to),
             holdout: (holdout_from, holdout_to),
-        }))
+        });
+        Ok(self.ranges)
     }
 }
 
@@ -624,12 +629,7 @@ impl TrainTask {
                 if raw.null_count() > 0 {
                     return Err(data_error(format!("timestamp column `{name}` has nulls")));
                 }
-                let ranges = self
-                    .split
-                    .clone()
-                    .resolve()
-                    .map_err(|(_, m)| data_error(m))?;
-                match ranges {
+                match self.split.ranges {
                     None => time_split(raw.values(), holdout_share),
                     Some(ranges) => {
                         let per_day = units_per_day(ts.data_type()).ok_or_else(|| {
@@ -1309,6 +1309,7 @@ mod split_tests {
             train_to,
             holdout_from,
             holdout_to,
+            ranges: None,
         }
     }
 
