@@ -145,69 +145,91 @@ impl Tree {
     }
 }
 
-/// A tree laid out for branch-free prediction: a leaf's children are itself, so every row
-/// takes exactly `depth` steps, and a step is a table lookup (`next[node][goes right]`), not a
-/// branch. Rows go through in groups of `LANES`, whose steps are independent: the CPU
-/// overlaps them instead of stalling on one row's mispredicted branch at every level.
+/// One step of the branch-free walk, 16 bytes: four to a cache line, where four parallel
+/// arrays cost a lookup in each. Children sit side by side (`left`, `left + 1`), so a step
+/// needs one index; a leaf goes "left" to itself whatever the value (threshold +inf, missing
+/// left).
+#[derive(Clone, Copy)]
+struct Step {
+    threshold: f64,
+    /// The feature; the top bit is set when missing values go left (NaN fails `<=`, so
+    /// without it they go right).
+    feature: u32,
+    left: u32,
+}
+
+const MISSING_LEFT: u32 = 1 << 31;
+
+/// A tree laid out for branch-free prediction: a leaf's children are itself, and a step is
+/// arithmetic on the index (`left + goes right`), not a branch. Rows go through in groups of
+/// `LANES`, whose steps are independent: the CPU overlaps them instead of stalling on one
+/// row's mispredicted branch at every level. A group stops as soon as none of its rows moved
+/// (all are at leaves), so it pays for its own deepest path, not the tree's: leaf-wise trees
+/// of 255 leaves are lopsided, their deepest leaf often twice as deep as the typical one.
+/// Nodes are renumbered breadth-first, which puts the top levels, where every row goes,
+/// next to each other.
 struct Compact {
-    feature: Vec<u32>,
-    threshold: Vec<f64>,
-    default_left: Vec<bool>,
-    next: Vec<[u32; 2]>,
+    steps: Vec<Step>,
     value: Vec<f64>,
     depth: usize,
 }
 
 impl Compact {
     fn new(tree: &Tree) -> Compact {
-        let n = tree.nodes.len();
+        // order[new index] = old index; children are appended in pairs.
+        let mut order = vec![0usize];
+        let mut depth_of = vec![0usize];
         let mut c = Compact {
-            feature: Vec::with_capacity(n),
-            threshold: Vec::with_capacity(n),
-            default_left: Vec::with_capacity(n),
-            next: Vec::with_capacity(n),
-            value: Vec::with_capacity(n),
+            steps: Vec::with_capacity(tree.nodes.len()),
+            value: Vec::with_capacity(tree.nodes.len()),
             depth: 0,
         };
-        for (i, node) in tree.nodes.iter().enumerate() {
-            let leaf = node.left == 0;
-            c.feature.push(if leaf { 0 } else { node.feature });
-            c.threshold.push(node.threshold);
-            c.default_left.push(node.default_left);
-            c.next.push(if leaf {
-                [i as u32, i as u32]
-            } else {
-                [node.left, node.right]
-            });
-            c.value.push(node.value);
-        }
-        // The deepest leaf: the steps every row takes.
-        let mut stack = vec![(0usize, 0usize)];
-        while let Some((i, d)) = stack.pop() {
-            let node = &tree.nodes[i];
+        let mut i = 0;
+        while i < order.len() {
+            let node = &tree.nodes[order[i]];
+            let d = depth_of[i];
             if node.left == 0 {
                 c.depth = c.depth.max(d);
+                c.steps.push(Step {
+                    threshold: f64::INFINITY,
+                    feature: MISSING_LEFT,
+                    left: i as u32,
+                });
             } else {
-                stack.push((node.left as usize, d + 1));
-                stack.push((node.right as usize, d + 1));
+                let flag = if node.default_left { MISSING_LEFT } else { 0 };
+                c.steps.push(Step {
+                    threshold: node.threshold,
+                    feature: node.feature | flag,
+                    left: order.len() as u32,
+                });
+                order.extend([node.left as usize, node.right as usize]);
+                depth_of.extend([d + 1, d + 1]);
             }
+            c.value.push(node.value);
+            i += 1;
         }
         c
     }
 
-    /// Adds this tree's output for rows `first..first + sums.len()` to `sums`.
-    fn add_to(&self, x: &Matrix, first: usize, sums: &mut [f64]) {
+    /// Adds this tree's output to `sums`, one per row of `rows` (row-major, `cols` values
+    /// per row: the block `sum_trees` transposed).
+    fn add_to(&self, rows: &[f64], cols: usize, sums: &mut [f64]) {
         const LANES: usize = 8;
         for (g, group) in sums.chunks_mut(LANES).enumerate() {
-            let base = first + g * LANES;
+            let x = &rows[g * LANES * cols..];
             let mut at = [0u32; LANES];
             for _ in 0..self.depth {
+                let mut moved = 0u32;
                 for (k, a) in at.iter_mut().enumerate().take(group.len()) {
-                    let n = *a as usize;
-                    let v = x.get(base + k, self.feature[n] as usize);
-                    // NaN fails `<=`, so it goes right unless the node sends missing left.
-                    let right = !(v <= self.threshold[n]) & !(v.is_nan() & self.default_left[n]);
-                    *a = self.next[n][usize::from(right)];
+                    let s = self.steps[*a as usize];
+                    let v = x[k * cols + (s.feature & !MISSING_LEFT) as usize];
+                    let right = !(v <= s.threshold) & !(v.is_nan() & (s.feature >= MISSING_LEFT));
+                    let n = s.left + u32::from(right);
+                    moved |= n ^ *a;
+                    *a = n;
+                }
+                if moved == 0 {
+                    break;
                 }
             }
             for (s, a) in group.iter_mut().zip(at) {
@@ -254,11 +276,21 @@ pub(super) fn sum_trees(trees: &[Tree], init: f64, x: &Matrix, threads: usize) -
     const BLOCK: usize = 256;
     let compact: Vec<Compact> = trees.iter().map(Compact::new).collect();
     let mut out = vec![0.0; x.rows];
+    let cols = x.cols;
     let run = |start: usize, out: &mut [f64]| {
+        // The block, row-major: a row's features sit together (a few cache lines), where
+        // the column-major matrix puts them `rows` values apart.
+        let mut rows = vec![0.0; BLOCK * cols];
         for (b, block) in out.chunks_mut(BLOCK).enumerate() {
             let first = start + b * BLOCK;
+            for j in 0..cols {
+                let column = &x.column(j)[first..first + block.len()];
+                for (r, &v) in column.iter().enumerate() {
+                    rows[r * cols + j] = v;
+                }
+            }
             for tree in &compact {
-                tree.add_to(x, first, block);
+                tree.add_to(&rows, cols, block);
             }
         }
         for sum in out.iter_mut() {
@@ -354,6 +386,9 @@ impl Binned {
         Binned { bins }
     }
 }
+
+/// Bins per histogram: up to 255 value bins and the missing bin (`max_bins` ≤ 255).
+const HIST_BINS: usize = 256;
 
 #[derive(Clone, Copy, Default)]
 struct Bin {
@@ -564,9 +599,11 @@ impl Grower<'_> {
         let work = |run: Vec<(usize, Option<Vec<Bin>>)>| {
             let mut out = Vec::with_capacity(run.len());
             let (mut best_own, mut best_sibling): (Option<Split>, Option<Split>) = (None, None);
+            // Every histogram has `HIST_BINS` bins whatever the feature's count, so a `u8`
+            // bin index needs no bounds check in the loops below.
             let mut hists: Vec<Vec<Bin>> = run
                 .iter()
-                .map(|(f, _)| vec![Bin::default(); self.n_bins[*f] + 1])
+                .map(|_| vec![Bin::default(); HIST_BINS])
                 .collect();
             // Four features per pass over the rows: each row's index and gradients are
             // loaded once for four histogram updates.
@@ -576,16 +613,20 @@ impl Grower<'_> {
                     .map(|(f, _)| self.binned.bins[*f].as_slice())
                     .collect();
                 if let ([b0, b1, b2, b3], [h0, h1, h2, h3]) = (bins.as_slice(), &mut *hs) {
+                    // Plain locals, not an array of (bins, histogram) pairs: the compiler
+                    // then keeps the eight pointers in registers instead of reloading them
+                    // after every histogram store.
+                    let (b0, b1, b2, b3) = (*b0, *b1, *b2, *b3);
+                    let h0: &mut [Bin; HIST_BINS] = h0.as_mut_slice().try_into().expect("sized");
+                    let h1: &mut [Bin; HIST_BINS] = h1.as_mut_slice().try_into().expect("sized");
+                    let h2: &mut [Bin; HIST_BINS] = h2.as_mut_slice().try_into().expect("sized");
+                    let h3: &mut [Bin; HIST_BINS] = h3.as_mut_slice().try_into().expect("sized");
                     for (&r, &(g, h)) in rows.iter().zip(&gh) {
                         let r = r as usize;
-                        for (bins, hist) in [
-                            (b0, &mut *h0),
-                            (b1, &mut *h1),
-                            (b2, &mut *h2),
-                            (b3, &mut *h3),
-                        ] {
-                            hist[bins[r] as usize].add(g, h);
-                        }
+                        h0[usize::from(b0[r])].add(g, h);
+                        h1[usize::from(b1[r])].add(g, h);
+                        h2[usize::from(b2[r])].add(g, h);
+                        h3[usize::from(b3[r])].add(g, h);
                     }
                 } else {
                     for (bins, hist) in bins.iter().zip(hs.iter_mut()) {
@@ -1137,7 +1178,8 @@ mod tests {
                 f64::from(u8::from(a + b * c > 0.5 || (b.is_nan() && a > 2.0)))
             })
             .collect();
-        // Deep, lopsided trees: paths of very different lengths, all taking the same steps.
+        // Deep, lopsided trees: paths of very different lengths, so groups of 8 rows stop at
+        // different depths, and a partial last group.
         let params = GbtParams {
             n_trees: 12,
             num_leaves: 40,
