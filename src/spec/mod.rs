@@ -113,7 +113,8 @@ pub enum EngineKind {
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Memory DataFusion may use for sorts, joins and aggregations before spilling to disk.
+    /// Memory DataFusion may use for sorts, joins and aggregations before spilling to disk,
+    /// shared by all the tasks running at once.
     #[serde(default = "default_memory")]
     pub memory: ByteSize,
     /// Directory for spill files (default: the system temp directory).
