@@ -4,6 +4,7 @@
 # backends) and one hand-written DuckDB query, interleaved for 5 rounds; prints per-rule
 # verdicts (they must agree), medians and the ratios against nightjar.
 # Usage: benches/contracts/run.sh [--quick]   (quick: ~290k rows, 1 round; checks that all runs)
+#        NIGHTJAR_BIN=path uses a binary already built instead of the release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 QUICK=0; [ "${1:-}" = "--quick" ] && QUICK=1
@@ -15,8 +16,12 @@ HERE="$PWD/benches/contracts"
 DATA="$HERE/data"
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nightjar-bench-target}"
-cargo build --release --quiet --bin nightjar
-BIN="$CARGO_TARGET_DIR/release/nightjar"
+if [ -n "${NIGHTJAR_BIN:-}" ]; then
+  BIN=$NIGHTJAR_BIN
+else
+  cargo build --release --quiet --bin nightjar
+  BIN="$CARGO_TARGET_DIR/release/nightjar"
+fi
 
 [ -x benches/.venv/bin/python ] || python3 -m venv benches/.venv
 benches/.venv/bin/pip install --quiet --disable-pip-version-check \

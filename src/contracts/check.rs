@@ -1,6 +1,7 @@
 //! Runs a contract object's rules against a table registered in a DataFusion session: schema
 //! drift first, then one aggregate scan for every row-level rule, row count and freshness, one
-//! query per distinct duplicate key, one per `sql` rule, and example rows for failed rules only.
+//! pass of hashing per distinct duplicate key (`dups.rs`; a GROUP BY when the hashes do not fit
+//! the memory pool), one query per `sql` rule, and example rows for failed rules only.
 //!
 //! A failed rule is data, not an error: `check` returns `Err` only when the engine cannot run
 //! (e.g. the table cannot be read); the caller decides to fail, warn or quarantine.
@@ -223,18 +224,28 @@ pub async fn check(
     // The sampled duplicated keys, as SQL literals, for the example rows of failed rules.
     let mut sampled: Vec<(&[String], Vec<Vec<String>>)> = Vec::new();
     for (columns, users) in &keys {
-        let batches = run
-            .query(
-                QueryPurpose::Duplicates,
-                duplicates_query(&table_sql, columns, opts.max_examples),
-            )
-            .await?;
-        let duplicates = single_row(&batches)
-            .and_then(|r| {
-                let total = r.schema().index_of(DUPLICATES_COLUMN).ok()?;
-                number_at(&r, total)
-            })
-            .unwrap_or(0.0);
+        let (duplicates, batches) = match run
+            .hashed_duplicates(&table_sql, columns, opts.max_examples)
+            .await?
+        {
+            Some(found) => (found.total as f64, found.sampled),
+            // The memory pool could not hold the hashes: the GROUP BY, which spills.
+            None => {
+                let batches = run
+                    .query(
+                        QueryPurpose::Duplicates,
+                        duplicates_query(&table_sql, columns, opts.max_examples),
+                    )
+                    .await?;
+                let total = single_row(&batches)
+                    .and_then(|r| {
+                        let total = r.schema().index_of(DUPLICATES_COLUMN).ok()?;
+                        number_at(&r, total)
+                    })
+                    .unwrap_or(0.0);
+                (total, batches)
+            }
+        };
         for &i in users {
             evaluate(
                 &mut results[i],
@@ -352,6 +363,30 @@ impl Run<'_> {
     }
 
     /// The one number an `sql` rule's query returns, or why there is none.
+    /// A key's duplicates by hashing (`dups::count`), recorded like a query.
+    async fn hashed_duplicates(
+        &mut self,
+        table: &str,
+        columns: &[String],
+        sample: usize,
+    ) -> Result<Option<super::dups::Duplicates>> {
+        let sql = super::dups::key_scan(table, columns);
+        tracing::debug!(%sql, "contract duplicates by hashing");
+        self.queries.push(IssuedQuery {
+            purpose: QueryPurpose::Duplicates,
+            sql: sql.clone(),
+        });
+        let started = std::time::Instant::now();
+        let found = super::dups::count(self.ctx, &sql, sample).await?;
+        tracing::debug!(
+            ?columns,
+            hashed = found.is_some(),
+            ms = started.elapsed().as_millis() as u64,
+            "contract duplicates done"
+        );
+        Ok(found)
+    }
+
     async fn sql_value(&mut self, sql: String) -> std::result::Result<f64, String> {
         tracing::debug!(%sql, "contract sql rule");
         self.queries.push(IssuedQuery {

@@ -87,6 +87,7 @@
 
 mod check;
 mod drift;
+mod dups;
 mod load;
 mod model;
 mod sql;

@@ -257,11 +257,7 @@ pub(crate) fn aggregate_query(
 /// each distinct key; rows with a null key column are not keys (as in SQL `UNIQUE`).
 pub(crate) fn duplicates_query(table: &str, columns: &[String], sample: usize) -> String {
     let keys = ident_list(columns);
-    let not_null = columns
-        .iter()
-        .map(|c| format!("{} IS NOT NULL", quote_ident(c)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let not_null = keys_not_null(columns);
     format!(
         "SELECT {keys}, CAST(sum(\"n\" - 1) OVER () AS BIGINT) AS {total} FROM \
          (SELECT {keys}, count(*) AS \"n\" FROM {table} WHERE {not_null} GROUP BY {keys} \
@@ -274,8 +270,17 @@ pub(crate) fn duplicates_query(table: &str, columns: &[String], sample: usize) -
 /// The column of `duplicates_query` that carries the total.
 pub(crate) const DUPLICATES_COLUMN: &str = "__duplicates";
 
+/// The predicate that makes a row's `columns` a key: none of them null (as in SQL `UNIQUE`).
+pub(crate) fn keys_not_null(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| format!("{} IS NOT NULL", quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 /// `columns` quoted, comma-separated.
-fn ident_list(columns: &[String]) -> String {
+pub(crate) fn ident_list(columns: &[String]) -> String {
     columns
         .iter()
         .map(|c| quote_ident(c))
