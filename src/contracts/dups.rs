@@ -53,8 +53,12 @@ pub(crate) async fn count(
     let pool = ctx.runtime_env().memory_pool.clone();
     let reservation = MemoryConsumer::new("contract duplicate keys").register(&pool);
 
-    // 1. Every key's hash.
-    let mut hashes: Vec<u64> = Vec::new();
+    // 1. Every key's hash, bucketed by its top bits so the buckets sort on their own threads
+    //    (equal hashes land in the same bucket).
+    let threads = ctx.copied_config().target_partitions().clamp(1, 8);
+    let bucket_of = |h: u64| (((h >> 32) * threads as u64) >> 32) as usize;
+    let mut buckets: Vec<Vec<u64>> = vec![Vec::new(); threads];
+    let mut buffer: Vec<u64> = Vec::new();
     let mut stream = ctx.sql(sql).await?.execute_stream().await?;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
@@ -62,17 +66,34 @@ pub(crate) async fn count(
         if reservation.try_grow(n * 8).is_err() {
             return Ok(None);
         }
-        let start = hashes.len();
-        hashes.resize(start + n, 0);
-        create_hashes(batch.columns(), &state, &mut hashes[start..])?;
+        buffer.clear();
+        buffer.resize(n, 0);
+        create_hashes(batch.columns(), &state, &mut buffer)?;
+        for &h in &buffer {
+            buckets[bucket_of(h)].push(h);
+        }
     }
-    hashes.sort_unstable();
-    let repeated: HashSet<u64> = hashes
-        .windows(2)
-        .filter(|w| w[0] == w[1])
-        .map(|w| w[0])
-        .collect();
-    drop(hashes);
+    let repeated: HashSet<u64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = buckets
+            .into_iter()
+            .map(|mut bucket| {
+                scope.spawn(move || {
+                    bucket.sort_unstable();
+                    let mut repeats: Vec<u64> = bucket
+                        .windows(2)
+                        .filter(|w| w[0] == w[1])
+                        .map(|w| w[0])
+                        .collect();
+                    repeats.dedup();
+                    repeats
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a hash-sorting thread panicked"))
+            .collect()
+    });
     reservation.free();
     if repeated.is_empty() {
         return Ok(Some(Duplicates {
@@ -83,7 +104,6 @@ pub(crate) async fn count(
 
     // 2. The rows behind the repeated hashes, grouped by their values.
     let mut candidates: Vec<RecordBatch> = Vec::new();
-    let mut buffer: Vec<u64> = Vec::new();
     let mut stream = ctx.sql(sql).await?.execute_stream().await?;
     let schema = stream.schema();
     while let Some(batch) = stream.next().await {
