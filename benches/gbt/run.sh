@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GBT training vs LightGBM on identical synthetic rows (2M × 28, 200 trees, 255 leaves,
 # 2 threads). Usage: benches/gbt/run.sh [train_rows] [threads] [score_rows] [--peers]
-# --peers also times the pure-Rust candidates (forust-ml, perpetual) on the same rows: the
+# --peers also times the pure-Rust candidate forust-ml on the same rows: part of the
 # measurement behind building our own booster (BENCHMARKS.md, "Choosing the GBT").
 # perpetual is left out of the script: at 200k rows it had not finished after 20 min (6 GB);
 # run it alone with `gbt-peers ROWS THREADS SCORED perpetual`.

@@ -362,7 +362,6 @@ impl Run<'_> {
         batches
     }
 
-    /// The one number an `sql` rule's query returns, or why there is none.
     /// A key's duplicates by hashing (`dups::count`), recorded like a query.
     async fn hashed_duplicates(
         &mut self,
@@ -387,6 +386,7 @@ impl Run<'_> {
         Ok(found)
     }
 
+    /// The one number an `sql` rule's query returns, or why there is none.
     async fn sql_value(&mut self, sql: String) -> std::result::Result<f64, String> {
         tracing::debug!(%sql, "contract sql rule");
         self.queries.push(IssuedQuery {

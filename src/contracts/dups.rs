@@ -6,9 +6,10 @@
 //! three-column key, against 0.7 s for the aggregate scan of sixteen other rules). Equal keys
 //! have equal hashes, so when no hash repeats there is no duplicate, exactly; when some do,
 //! the few rows behind them are grouped by their real values, so a hash collision never
-//! counts as a duplicate. The hashes are held in memory (8 bytes a row) under a reservation
-//! from the session's memory pool; when the pool says no, `count` returns `None` and the
-//! caller runs the spilling GROUP BY instead.
+//! counts as a duplicate. The hashes (8 bytes a row) and the candidate rows are held in
+//! memory under a reservation from the session's memory pool; when the pool says no, `count`
+//! returns `None` and the caller runs the spilling GROUP BY instead. That matters when a key
+//! is mostly duplicates: then nearly every row is a candidate.
 
 use std::collections::HashSet;
 
@@ -62,15 +63,16 @@ pub(crate) async fn count(
     let mut stream = ctx.sql(sql).await?.execute_stream().await?;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        let n = batch.num_rows();
-        if reservation.try_grow(n * 8).is_err() {
-            return Ok(None);
-        }
         buffer.clear();
-        buffer.resize(n, 0);
+        buffer.resize(batch.num_rows(), 0);
         create_hashes(batch.columns(), &state, &mut buffer)?;
         for &h in &buffer {
             buckets[bucket_of(h)].push(h);
+        }
+        // What the buckets hold, growth slack included.
+        let held = buckets.iter().map(Vec::capacity).sum::<usize>() * 8;
+        if reservation.try_resize(held).is_err() {
+            return Ok(None);
         }
     }
     let repeated: HashSet<u64> = std::thread::scope(|scope| {
@@ -114,6 +116,13 @@ pub(crate) async fn count(
         let keep: BooleanArray = buffer.iter().map(|h| Some(repeated.contains(h))).collect();
         let kept = filter_record_batch(&batch, &keep)?;
         if kept.num_rows() > 0 {
+            // Three times the rows' size: the batches, their concatenation and row format.
+            if reservation
+                .try_grow(3 * kept.get_array_memory_size())
+                .is_err()
+            {
+                return Ok(None);
+            }
             candidates.push(kept);
         }
     }
@@ -184,8 +193,13 @@ mod tests {
             Some("a"),
             None,
         ]);
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(names)])
-            .expect("batch");
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(names)]).expect("batch");
+        ctx_over(batch, pool_bytes)
+    }
+
+    /// A session with `batch` as table `t`, under a pool of `pool_bytes` (unbounded if none).
+    fn ctx_over(batch: RecordBatch, pool_bytes: Option<usize>) -> SessionContext {
         let mut runtime = RuntimeEnvBuilder::new();
         if let Some(bytes) = pool_bytes {
             runtime = runtime.with_memory_pool(Arc::new(GreedyMemoryPool::new(bytes)));
@@ -194,11 +208,8 @@ mod tests {
             SessionConfig::new(),
             runtime.build_arc().expect("runtime"),
         );
-        ctx.register_table(
-            "t",
-            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
-        )
-        .unwrap();
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).expect("mem table");
+        ctx.register_table("t", Arc::new(table)).expect("register");
         ctx
     }
 
@@ -241,6 +252,29 @@ mod tests {
             .unwrap();
         assert_eq!(found.total, 0);
         assert!(found.sampled.is_empty() || found.sampled[0].column(0).is_empty());
+    }
+
+    /// 10,000 rows of one Int64 column `k`, under a pool of `pool_bytes`.
+    fn ten_thousand(values: impl Fn(i64) -> i64, pool_bytes: usize) -> SessionContext {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let column = Int64Array::from_iter_values((0..10_000).map(values));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(column)]).expect("batch");
+        ctx_over(batch, Some(pool_bytes))
+    }
+
+    #[tokio::test]
+    async fn candidate_rows_count_against_the_pool_too() {
+        // 200 kB holds 10,000 hashes (80 kB, 160 kB with growth slack) but not three copies
+        // of 10,000 candidate rows (240 kB): a key that is all duplicates goes to the GROUP BY.
+        let scan = key_scan("t", &["k".to_string()]);
+        let all_same = ten_thousand(|_| 1, 200_000);
+        assert!(count(&all_same, &scan, 5).await.unwrap().is_none());
+        let distinct = ten_thousand(|i| i, 200_000);
+        let found = count(&distinct, &scan, 5).await.unwrap().unwrap();
+        assert_eq!(found.total, 0);
+        // With room, the same all-duplicates key is counted here: 9,999 beyond the first.
+        let roomy = ten_thousand(|_| 1, 10_000_000);
+        assert_eq!(count(&roomy, &scan, 5).await.unwrap().unwrap().total, 9_999);
     }
 
     #[tokio::test]

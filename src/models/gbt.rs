@@ -641,7 +641,8 @@ impl Grower<'_> {
                     best_own = first_best(best_own, self.best_split_of(f, &hist, &own));
                 }
                 let sibling_hist = parent.map(|mut p| {
-                    for (l, s) in p.iter_mut().zip(&hist) {
+                    // Only the feature's own bins: the rest of the `HIST_BINS` stay zero.
+                    for (l, s) in p.iter_mut().zip(&hist).take(self.n_bins[f] + 1) {
                         l.subtract(s);
                     }
                     p
