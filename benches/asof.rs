@@ -11,11 +11,9 @@ use std::time::Instant;
 use arrow::array::{Array, AsArray};
 use arrow::compute::sum;
 use arrow::datatypes::{Float64Type, Int64Type};
-use nightjar::engine::Engine;
 use nightjar::features::pit::{AsofView, PitView, asof_join, pit_query};
-use nightjar::spec::units::ByteSize;
-use nightjar::spec::{EngineKind, Limits};
-use nightjar::stores::Storage;
+
+mod common;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -25,23 +23,9 @@ fn main() {
     let runs: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
     // `arrow`: the in-memory operator; `sql`: the same join as one DataFusion query.
     let mode = args.get(4).map_or("arrow", |s| s.as_str());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     rt.block_on(async {
-        let storage = Storage::open("memory://bench", &Default::default(), std::path::Path::new("/"))
-            .await
-            .expect("storage");
-        let limits = Limits {
-            memory: ByteSize(8 << 30),
-            spill_dir: None,
-            max_parallel_tasks: 2,
-            target_partitions: Some(2),
-            batch_size: Some(8192),
-        };
-        let engine = Engine::new(EngineKind::Local, limits, std::path::Path::new("/tmp"), storage);
+        let engine = common::engine(8 << 30, 2).await;
         let entity = vec!["entity".to_string()];
         for run in 0..runs {
             let ctx = engine.session().expect("session");
@@ -65,7 +49,7 @@ fn main() {
                 let b = &batches[0];
                 let cell = |i: usize| arrow::util::display::array_value_to_string(b.column(i), 0).unwrap_or_default();
                 println!(
-                    "BENCH name=asof_nightjar_sql run={run} seconds={seconds:.3} rows={} matched={} sum_f1={} sum_f2={}",
+                    "BENCH name=asof_nightjarsql run={run} seconds={seconds:.3} rows={} matched={} sum_f1={} sum_f2={}",
                     cell(0), cell(1), cell(2), cell(3)
                 );
                 continue;

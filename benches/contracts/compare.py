@@ -138,7 +138,9 @@ def summary(results_dir: str) -> int:
         ratio = nj / med_check["duckdb"]
         ok = ratio <= 1.3
         print(f"GOAL <= 1.3x the hand-written DuckDB scan: {ratio:.2f}x -> {'met' if ok else 'MISSED'}")
-    return 0 if disagreements == 0 and same_rows else 1
+    ok = disagreements == 0 and same_rows
+    print(f"BENCH name=contracts_agree ok={int(ok)} detail={disagreements}_rules_disagree,rows_equal={int(same_rows)}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

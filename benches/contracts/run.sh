@@ -3,31 +3,27 @@
 # ~10M-row Parquet file, checked by nightjar, Great Expectations, pandera (polars and pandas
 # backends) and one hand-written DuckDB query, interleaved for 5 rounds; prints per-rule
 # verdicts (they must agree), medians and the ratios against nightjar.
-# Usage: benches/contracts/run.sh [--quick]   (quick: ~290k rows, 1 round; checks that all runs)
+# Usage: benches/contracts/run.sh [--quick] [--rounds N]   (quick: ~290k rows, 1 round; checks that all runs)
 #        NIGHTJAR_BIN=path uses a binary already built instead of the release build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-QUICK=0; [ "${1:-}" = "--quick" ] && QUICK=1
 # ~143.5 events per customer (120 days): 70,000 customers give 10,043,473 events.
 CUSTOMERS=70000; ROUNDS=5
-[ $QUICK = 1 ] && { CUSTOMERS=2000; ROUNDS=1; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) CUSTOMERS=2000; ROUNDS=1 ;;
+    --rounds) ROUNDS=$2; shift ;;
+  esac
+  shift
+done
+QUICK=0; [ $CUSTOMERS = 2000 ] && QUICK=1
 DS=2025-05-01
 HERE="$PWD/benches/contracts"
 DATA="$HERE/data"
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nightjar-bench-target}"
-if [ -n "${NIGHTJAR_BIN:-}" ]; then
-  BIN=$NIGHTJAR_BIN
-else
-  cargo build --release --quiet --bin nightjar
-  BIN="$CARGO_TARGET_DIR/release/nightjar"
-fi
-
-[ -x benches/.venv/bin/python ] || python3 -m venv benches/.venv
-benches/.venv/bin/pip install --quiet --disable-pip-version-check \
-  great_expectations==1.24.1 pandera==0.35.0 polars==2.1.0 pandas==3.1.1 pyarrow==26.0.1 duckdb==1.4.2
-PY=benches/.venv/bin/python
-export GX_ANALYTICS_ENABLED=false
+source benches/lib.sh
+bench_nightjar
+bench_venv
 
 # The data, once per size: nightjar's synthetic events exported to Parquet, then faults planted
 # with DuckDB (make_data.py). In a folder of its own: nightjar is given the folder (see below).
@@ -53,8 +49,7 @@ printf 'version: 1\nname: contracts_bench\nstorage:\n  root: file://./warehouse\
   > "$PROJECT/nightjar.yaml"
 
 echo "== machine"
-echo "nproc $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); $(uname -m);" \
-  "mem $(free -g | awk '/Mem:/ {print $2}')GiB; load $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_machine
 "$BIN" --version; rustc --version
 echo "git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo ' +uncommitted changes in src/')"
 $PY -c 'import sys, great_expectations as gx, pandera, pandas, polars, pyarrow, duckdb

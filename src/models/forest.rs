@@ -24,7 +24,10 @@ use super::{Matrix, ModelError, Objective};
 pub enum MaxFeatures {
     /// `sqrt` (√p, rounded down, at least 1), `log2`, or `all`.
     Rule(FeatureRule),
-    /// A share of the features in (0, 1] (rounded up).
+    /// A number of features, as scikit-learn reads an integer: `1` is one feature, not all of
+    /// them (at most all of them). Tried before `Share`, so only a written fraction is a share.
+    Count(usize),
+    /// A share of the features in (0, 1] (rounded up), written with a decimal point (`1.0`).
     Share(f64),
 }
 
@@ -42,6 +45,7 @@ impl MaxFeatures {
             MaxFeatures::Rule(FeatureRule::Sqrt) => (cols as f64).sqrt().floor() as usize,
             MaxFeatures::Rule(FeatureRule::Log2) => (cols as f64).log2().floor() as usize,
             MaxFeatures::Rule(FeatureRule::All) => cols,
+            MaxFeatures::Count(k) => k,
             MaxFeatures::Share(s) => (cols as f64 * s).ceil() as usize,
         };
         k.clamp(1, cols.max(1))
@@ -158,10 +162,13 @@ impl ForestParams {
         if !(self.row_subsample > 0.0 && self.row_subsample <= 1.0) {
             return Err("`row_subsample` must be in (0, 1]".into());
         }
-        if let Some(MaxFeatures::Share(s)) = self.max_features
-            && !(s > 0.0 && s <= 1.0)
-        {
-            return Err("`max_features` must be sqrt, log2, all or a share in (0, 1]".into());
+        let bad_share =
+            matches!(self.max_features, Some(MaxFeatures::Share(s)) if !(s > 0.0 && s <= 1.0));
+        if bad_share || self.max_features == Some(MaxFeatures::Count(0)) {
+            return Err(
+                "`max_features` must be sqrt, log2, all, a number of features (>= 1) or a share in (0, 1] such as 0.5"
+                    .into(),
+            );
         }
         if !(2..=255).contains(&self.max_bins) {
             return Err("`max_bins` must be between 2 and 255".into());
@@ -279,6 +286,34 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_integer_max_features_counts_features_and_a_decimal_is_a_share() {
+        let read = |v: serde_json::Value| serde_json::from_value::<MaxFeatures>(v).expect("parses");
+        // scikit-learn's reading: the integer 1 is one feature, 1.0 all of them.
+        assert_eq!(read(serde_json::json!(1)), MaxFeatures::Count(1));
+        assert_eq!(read(serde_json::json!(1)).of(10), 1);
+        assert_eq!(read(serde_json::json!(3)).of(10), 3);
+        assert_eq!(read(serde_json::json!(30)).of(10), 10);
+        assert_eq!(read(serde_json::json!(1.0)), MaxFeatures::Share(1.0));
+        assert_eq!(read(serde_json::json!(1.0)).of(10), 10);
+        assert_eq!(read(serde_json::json!(0.25)).of(10), 3);
+        assert_eq!(read(serde_json::json!("sqrt")).of(10), 3);
+        let resolve = |m| {
+            ForestParams {
+                max_features: Some(m),
+                ..Default::default()
+            }
+            .resolve(Objective::Binary)
+        };
+        assert!(
+            resolve(MaxFeatures::Count(0))
+                .unwrap_err()
+                .contains("number of features")
+        );
+        assert!(resolve(MaxFeatures::Share(1.5)).is_err());
+        assert!(resolve(MaxFeatures::Count(2)).is_ok());
+    }
 
     /// y = 1 exactly when x0 > 0.5 or x1 is missing; x2 is noise.
     fn rule(n: usize) -> (Matrix, Vec<f64>) {
