@@ -12,6 +12,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 
 use super::{Matrix, ModelError, Objective};
 
@@ -145,20 +148,105 @@ impl Tree {
     }
 }
 
-/// One step of the branch-free walk, 16 bytes: four to a cache line, where four parallel
-/// arrays cost a lookup in each. Children sit side by side (`left`, `left + 1`), so a step
-/// needs one index; a leaf goes "left" to itself whatever the value (threshold +inf, missing
-/// left).
+/// One step of the branch-free walk, 8 bytes: eight to a cache line. Children sit side by
+/// side (`left`, `left + 1`), so a step needs one index; a leaf goes "left" to itself whatever
+/// the value (its `rank` is 255, which no rank exceeds).
 #[derive(Clone, Copy)]
 struct Step {
-    threshold: f64,
-    /// The feature; the top bit is set when missing values go left (NaN fails `<=`, so
-    /// without it they go right).
-    feature: u32,
     left: u32,
+    /// The column of the scoring block (see `Layout`).
+    col: u16,
+    /// Rows whose rank in `col` is above this go right.
+    rank: u8,
 }
 
-const MISSING_LEFT: u32 = 1 << 31;
+/// The scoring block holds ranks, not values: for feature `f`, the distinct thresholds of
+/// every split on `f` sorted, and a value's rank is how many of them are below it. Then
+/// `v <= t_k` exactly when `rank(v) <= k`, so a step compares one byte: a block of 256 rows
+/// is a few kB and stays in L1 with the tree, where rows of `f64` did not. A missing value
+/// gets the top rank (right at every split); for each feature some split sends missing values
+/// left, a second column gives them rank 0 (left at every split). Only models with at most
+/// 255 thresholds per feature (ours: one per bin boundary, `max_bins` <= 255) and finite ones
+/// fit; others take the row-at-a-time walk instead.
+struct Layout {
+    /// Per feature, its split thresholds, sorted and distinct.
+    thresholds: Vec<Vec<f64>>,
+    /// Per feature, the column of its copy with missing values at rank 0, if any split sends
+    /// them left.
+    left_copy: Vec<Option<usize>>,
+    /// Columns per row of the block.
+    stride: usize,
+}
+
+impl Layout {
+    fn new(trees: &[Tree], cols: usize) -> Option<Layout> {
+        let mut thresholds = vec![Vec::new(); cols];
+        let mut left_copy = vec![None; cols];
+        let mut stride = cols;
+        for node in trees.iter().flat_map(|t| &t.nodes).filter(|n| n.left != 0) {
+            let f = node.feature as usize;
+            if !node.threshold.is_finite() || f >= cols {
+                return None;
+            }
+            thresholds[f].push(node.threshold);
+            if node.default_left && left_copy[f].is_none() {
+                left_copy[f] = Some(stride);
+                stride += 1;
+            }
+        }
+        for t in &mut thresholds {
+            t.sort_by(f64::total_cmp);
+            // -0.0 and 0.0 are one threshold: `<=` does not tell them apart.
+            t.dedup_by(|a, b| a == b);
+            if t.len() > 255 {
+                return None;
+            }
+        }
+        if stride > usize::from(u16::MAX) {
+            return None;
+        }
+        Some(Layout {
+            thresholds,
+            left_copy,
+            stride,
+        })
+    }
+
+    fn step(&self, node: &Node) -> (u16, u8) {
+        let f = node.feature as usize;
+        let col = match node.default_left {
+            true => self.left_copy[f].unwrap_or(f),
+            false => f,
+        };
+        let k = self.thresholds[f].partition_point(|&t| t < node.threshold);
+        (col as u16, k as u8)
+    }
+
+    /// Fills `block` (row-major, `stride` bytes a row) with the ranks of `rows` rows of `x`
+    /// from `first` on.
+    fn fill(&self, x: &Matrix, first: usize, rows: usize, block: &mut [u8]) {
+        for (f, thresholds) in self.thresholds.iter().enumerate() {
+            let column = &x.column(f)[first..first + rows];
+            let missing = thresholds.len() as u8;
+            for (r, &v) in column.iter().enumerate() {
+                block[r * self.stride + f] = if v.is_nan() {
+                    missing
+                } else {
+                    thresholds.partition_point(|&t| t < v) as u8
+                };
+            }
+            if let Some(c) = self.left_copy[f] {
+                for r in 0..rows {
+                    let own = block[r * self.stride + f];
+                    block[r * self.stride + c] = if column[r].is_nan() { 0 } else { own };
+                }
+            }
+        }
+    }
+}
+
+/// Rows per scoring group: their walks are independent, so the CPU overlaps them.
+const LANES: usize = 8;
 
 /// A tree laid out for branch-free prediction: a leaf's children are itself, and a step is
 /// arithmetic on the index (`left + goes right`), not a branch. Rows go through in groups of
@@ -175,7 +263,7 @@ struct Compact {
 }
 
 impl Compact {
-    fn new(tree: &Tree) -> Compact {
+    fn new(tree: &Tree, layout: &Layout) -> Compact {
         // order[new index] = old index; children are appended in pairs.
         let mut order = vec![0usize];
         let mut depth_of = vec![0usize];
@@ -191,16 +279,16 @@ impl Compact {
             if node.left == 0 {
                 c.depth = c.depth.max(d);
                 c.steps.push(Step {
-                    threshold: f64::INFINITY,
-                    feature: MISSING_LEFT,
                     left: i as u32,
+                    col: 0,
+                    rank: u8::MAX,
                 });
             } else {
-                let flag = if node.default_left { MISSING_LEFT } else { 0 };
+                let (col, rank) = layout.step(node);
                 c.steps.push(Step {
-                    threshold: node.threshold,
-                    feature: node.feature | flag,
                     left: order.len() as u32,
+                    col,
+                    rank,
                 });
                 order.extend([node.left as usize, node.right as usize]);
                 depth_of.extend([d + 1, d + 1]);
@@ -211,31 +299,47 @@ impl Compact {
         c
     }
 
-    /// Adds this tree's output to `sums`, one per row of `rows` (row-major, `cols` values
-    /// per row: the block `sum_trees` transposed).
-    fn add_to(&self, rows: &[f64], cols: usize, sums: &mut [f64]) {
-        const LANES: usize = 8;
-        for (g, group) in sums.chunks_mut(LANES).enumerate() {
-            let x = &rows[g * LANES * cols..];
-            let mut at = [0u32; LANES];
-            for _ in 0..self.depth {
-                let mut moved = 0u32;
-                for (k, a) in at.iter_mut().enumerate().take(group.len()) {
-                    let s = self.steps[*a as usize];
-                    let v = x[k * cols + (s.feature & !MISSING_LEFT) as usize];
-                    let right = !(v <= s.threshold) & !(v.is_nan() & (s.feature >= MISSING_LEFT));
-                    let n = s.left + u32::from(right);
-                    moved |= n ^ *a;
-                    *a = n;
-                }
-                if moved == 0 {
-                    break;
-                }
-            }
+    /// Adds this tree's output to `sums`, one per row of `rows` (row-major, `stride` ranks
+    /// per row: the block `Layout::fill` made).
+    fn add_to(&self, rows: &[u8], stride: usize, sums: &mut [f64]) {
+        let full = sums.len() / LANES * LANES;
+        let (groups, rest) = sums.split_at_mut(full);
+        // Whole groups with the lane count known at compile time: the lane loop unrolls,
+        // with no test of the group's length per lane.
+        for (group, x) in groups
+            .chunks_exact_mut(LANES)
+            .zip(rows.chunks_exact(LANES * stride))
+        {
+            let at = self.walk::<LANES>(x, stride);
             for (s, a) in group.iter_mut().zip(at) {
                 *s += self.value[a as usize];
             }
         }
+        for (s, x) in rest
+            .iter_mut()
+            .zip(rows[full * stride..].chunks_exact(stride))
+        {
+            let [a] = self.walk::<1>(x, stride);
+            *s += self.value[a as usize];
+        }
+    }
+
+    /// The leaves `N` rows (`stride` ranks each) reach.
+    fn walk<const N: usize>(&self, x: &[u8], stride: usize) -> [u32; N] {
+        let mut at = [0u32; N];
+        for _ in 0..self.depth {
+            let mut moved = 0u32;
+            for (k, a) in at.iter_mut().enumerate() {
+                let s = self.steps[*a as usize];
+                let n = s.left + u32::from(x[k * stride + usize::from(s.col)] > s.rank);
+                moved |= n ^ *a;
+                *a = n;
+            }
+            if moved == 0 {
+                break;
+            }
+        }
+        at
     }
 }
 
@@ -274,23 +378,25 @@ impl GbtModel {
 /// `GbtModel::predict_raw`); a forest's average is the same sum over pre-scaled leaves.
 pub(super) fn sum_trees(trees: &[Tree], init: f64, x: &Matrix, threads: usize) -> Vec<f64> {
     const BLOCK: usize = 256;
-    let compact: Vec<Compact> = trees.iter().map(Compact::new).collect();
     let mut out = vec![0.0; x.rows];
-    let cols = x.cols;
+    let Some(layout) = Layout::new(trees, x.cols) else {
+        // Thresholds that do not fit the rank layout: the plain walk, still adding the
+        // trees in order.
+        for (r, sum) in out.iter_mut().enumerate() {
+            *sum = trees.iter().fold(0.0, |s, t| s + t.predict_row(x, r)) + init;
+        }
+        return out;
+    };
+    let compact: Vec<Compact> = trees.iter().map(|t| Compact::new(t, &layout)).collect();
+    let stride = layout.stride;
     let run = |start: usize, out: &mut [f64]| {
-        // The block, row-major: a row's features sit together (a few cache lines), where
-        // the column-major matrix puts them `rows` values apart.
-        let mut rows = vec![0.0; BLOCK * cols];
+        // The block, row-major: a row's ranks sit together (one cache line), where the
+        // column-major matrix puts its values `rows` apart.
+        let mut rows = vec![0u8; BLOCK * stride];
         for (b, block) in out.chunks_mut(BLOCK).enumerate() {
-            let first = start + b * BLOCK;
-            for j in 0..cols {
-                let column = &x.column(j)[first..first + block.len()];
-                for (r, &v) in column.iter().enumerate() {
-                    rows[r * cols + j] = v;
-                }
-            }
+            layout.fill(x, start + b * BLOCK, block.len(), &mut rows);
             for tree in &compact {
-                tree.add_to(&rows, cols, block);
+                tree.add_to(&rows[..block.len() * stride], stride, block);
             }
         }
         for sum in out.iter_mut() {
@@ -416,7 +522,7 @@ impl Bin {
 /// A leaf waiting to be split: its rows, histograms and best split.
 struct Leaf {
     node: usize,
-    rows: Vec<u32>,
+    rows: Arc<Vec<u32>>,
     t: Totals,
     hist: Vec<Vec<Bin>>,
     best: Option<Split>,
@@ -438,10 +544,167 @@ struct Split {
 /// Below this many rows a pass over rows stays on one thread: a spawn costs ~20 µs.
 const PARALLEL_ROWS: usize = 20_000;
 
-/// Below this many rows a leaf's histograms and split search stay on one thread. Lower than
-/// `PARALLEL_ROWS`: the split search's cost (every bin of every feature, for two leaves) does
-/// not shrink with the rows.
-const PARALLEL_LEAF_ROWS: usize = 2_048;
+/// Below this many rows a leaf's gradient pairs are gathered on one thread.
+const PARALLEL_GATHER_ROWS: usize = 16_384;
+
+/// Below this many rows a leaf's rows are partitioned on one thread. Lower than
+/// `PARALLEL_ROWS`: handing work to the pool's waiting helpers costs a few µs, not a spawn.
+const PARALLEL_PARTITION_ROWS: usize = 4_096;
+
+/// What every run of one leaf's histogram work reads.
+struct LeafWork {
+    rows: Arc<Vec<u32>>,
+    /// Runs of `rows` and their gradient pairs, in row order.
+    segments: Vec<(std::ops::Range<usize>, Vec<(f64, f64)>)>,
+    own: Totals,
+    sibling: Option<Totals>,
+    split_own: bool,
+    split_sibling: bool,
+    drawn_own: Option<Vec<bool>>,
+    drawn_sibling: Option<Vec<bool>>,
+}
+
+/// How long a pool thread polls for work (or results) before it sleeps: the next split's
+/// work usually comes within tens of µs, and waking a sleeping thread on an idle vCPU costs
+/// about as much.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Polls `ready` for up to `SPIN`; its value, or `None` on timing out.
+fn spin_until<T>(mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = std::time::Instant::now();
+    loop {
+        for _ in 0..64 {
+            if let Some(v) = ready() {
+                return Some(v);
+            }
+            std::hint::spin_loop();
+        }
+        if started.elapsed() >= SPIN {
+            return None;
+        }
+    }
+}
+
+type Job<'env> = Box<dyn FnOnce() + Send + 'env>;
+
+/// Helper threads started once (per tree) and fed work through channels. The calling thread
+/// works too, and the inputs of a `map` are claimed one at a time by whoever is free: a
+/// helper that wakes late (the machine is busy) finds less or nothing left, rather than
+/// holding everyone up.
+struct Pool<'env> {
+    helpers: Vec<mpsc::Sender<Job<'env>>>,
+}
+
+/// One `map`: its inputs, each taken once, and the results by input index.
+struct Batch<T, R, F> {
+    inputs: Vec<Mutex<Option<T>>>,
+    next: AtomicUsize,
+    done: Mutex<(Vec<Option<std::thread::Result<R>>>, usize)>,
+    /// `done.1`, readable without the lock (for polling).
+    completed: AtomicUsize,
+    finished: Condvar,
+    f: F,
+}
+
+impl<T, R, F: Fn(T) -> R> Batch<T, R, F> {
+    /// Claims and runs inputs until none is left.
+    fn help(&self) {
+        let n = self.inputs.len();
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                return;
+            }
+            let input = self.inputs[i]
+                .lock()
+                .expect("an input lock")
+                .take()
+                .expect("each input is claimed once");
+            // A panic is handed to the caller, which waits for every input.
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| (self.f)(input)));
+            let mut done = self.done.lock().expect("the results lock");
+            done.0[i] = Some(result);
+            done.1 += 1;
+            self.completed.store(done.1, Ordering::Release);
+            if done.1 == n {
+                self.finished.notify_all();
+            }
+        }
+    }
+}
+
+impl<'env> Pool<'env> {
+    fn new<'scope>(scope: &'scope std::thread::Scope<'scope, 'env>, helpers: usize) -> Pool<'env> {
+        let helpers = (0..helpers)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel::<Job<'env>>();
+                scope.spawn(move || {
+                    loop {
+                        let job = match rx.try_recv() {
+                            Ok(job) => job,
+                            Err(mpsc::TryRecvError::Disconnected) => return,
+                            Err(mpsc::TryRecvError::Empty) => {
+                                // The next split's work usually comes within tens of µs:
+                                // poll that long before sleeping, since waking a sleeping
+                                // thread (an idle vCPU) costs about as much.
+                                match spin_until(|| rx.try_recv().ok()) {
+                                    Some(job) => job,
+                                    None => match rx.recv() {
+                                        Ok(job) => job,
+                                        Err(_) => return,
+                                    },
+                                }
+                            }
+                        };
+                        job();
+                    }
+                });
+                tx
+            })
+            .collect();
+        Pool { helpers }
+    }
+
+    /// `f` of every input, in input order, computed on this thread and the helpers.
+    fn map<T, R, F>(&self, inputs: Vec<T>, f: F) -> Vec<R>
+    where
+        T: Send + 'env,
+        R: Send + 'env,
+        F: Fn(T) -> R + Send + Sync + 'env,
+    {
+        let n = inputs.len();
+        if n <= 1 || self.helpers.is_empty() {
+            return inputs.into_iter().map(f).collect();
+        }
+        let batch = Arc::new(Batch {
+            inputs: inputs.into_iter().map(|t| Mutex::new(Some(t))).collect(),
+            next: AtomicUsize::new(0),
+            completed: AtomicUsize::new(0),
+            done: Mutex::new(((0..n).map(|_| None).collect(), 0)),
+            finished: Condvar::new(),
+            f,
+        });
+        for helper in self.helpers.iter().take(n - 1) {
+            let batch = Arc::clone(&batch);
+            helper
+                .send(Box::new(move || batch.help()))
+                .expect("a helper thread is gone");
+        }
+        batch.help();
+        spin_until(|| (batch.completed.load(Ordering::Acquire) == n).then_some(()));
+        let mut done = batch.done.lock().expect("the results lock");
+        while done.1 < n {
+            done = batch.finished.wait(done).expect("the results lock");
+        }
+        std::mem::take(&mut done.0)
+            .into_iter()
+            .map(|r| match r.expect("every input ran") {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    }
+}
 
 /// A leaf's totals, for its split search.
 #[derive(Clone, Copy)]
@@ -566,21 +829,40 @@ impl Grower<'_> {
 
     /// The histograms and best splits of the leaves one split makes, or of the root. The leaf
     /// of `rows` gets its histogram from a pass over its rows; its `sibling`, if any, gets its
-    /// parent's histogram minus that one. All of it is per feature, so the features are
-    /// shared out to the threads in contiguous runs and the runs' best splits are reduced in
+    /// parent's histogram minus that one. All of it is per feature, so the features are cut
+    /// into runs that the threads claim in turn, and the runs' best splits are reduced in
     /// feature order: the same result as one thread.
-    fn grow_leaves(
-        &self,
-        rows: &[u32],
+    fn grow_leaves<'s>(
+        &'s self,
+        pool: &Pool<'s>,
+        rows: &Arc<Vec<u32>>,
         own: Totals,
         sibling: Option<(Vec<Vec<Bin>>, Totals)>,
     ) -> (Grown, Option<Grown>) {
         // The leaf's gradients in row order, gathered once: each feature's pass then reads
         // them sequentially and only its bins at random (LightGBM's "ordered gradients").
-        let gh: Vec<(f64, f64)> = rows
-            .iter()
-            .map(|&r| (self.grad[r as usize], self.hess[r as usize]))
-            .collect();
+        // A big leaf's are gathered in one contiguous segment per thread, which the passes
+        // then read in order: the same sums as one segment.
+        let gather = {
+            let rows = Arc::clone(rows);
+            move |range: std::ops::Range<usize>| -> (std::ops::Range<usize>, Vec<(f64, f64)>) {
+                let gh = rows[range.clone()]
+                    .iter()
+                    .map(|&r| (self.grad[r as usize], self.hess[r as usize]))
+                    .collect();
+                (range, gh)
+            }
+        };
+        let segments = if self.threads > 1 && rows.len() >= PARALLEL_GATHER_ROWS {
+            let per = rows.len().div_ceil(self.threads);
+            let ranges = (0..rows.len())
+                .step_by(per)
+                .map(|a| a..(a + per).min(rows.len()))
+                .collect();
+            pool.map(ranges, gather)
+        } else {
+            vec![gather(0..rows.len())]
+        };
         let (mut parents, sibling_totals) =
             sibling.map_or((None, None), |(hist, t)| (Some(hist), Some(t)));
         // One item per sampled feature: (feature, the parent's histogram of it).
@@ -589,97 +871,26 @@ impl Grower<'_> {
             .iter()
             .map(|&f| (f, parents.as_mut().map(|h| std::mem::take(&mut h[f]))))
             .collect();
-        let (split_own, split_sibling) = (
-            self.splittable(&own),
-            sibling_totals.is_some_and(|t| self.splittable(&t)),
-        );
-        let drawn_own = self.drawn(&own);
-        let drawn_sibling = sibling_totals.as_ref().and_then(|t| self.drawn(t));
-        let may = |drawn: &Option<Vec<bool>>, f: usize| drawn.as_ref().is_none_or(|d| d[f]);
-        let work = |run: Vec<(usize, Option<Vec<Bin>>)>| {
-            let mut out = Vec::with_capacity(run.len());
-            let (mut best_own, mut best_sibling): (Option<Split>, Option<Split>) = (None, None);
-            // Every histogram has `HIST_BINS` bins whatever the feature's count, so a `u8`
-            // bin index needs no bounds check in the loops below.
-            let mut hists: Vec<Vec<Bin>> = run
-                .iter()
-                .map(|_| vec![Bin::default(); HIST_BINS])
-                .collect();
-            // Four features per pass over the rows: each row's index and gradients are
-            // loaded once for four histogram updates.
-            for (group, hs) in run.chunks(4).zip(hists.chunks_mut(4)) {
-                let bins: Vec<&[u8]> = group
-                    .iter()
-                    .map(|(f, _)| self.binned.bins[*f].as_slice())
-                    .collect();
-                if let ([b0, b1, b2, b3], [h0, h1, h2, h3]) = (bins.as_slice(), &mut *hs) {
-                    // Plain locals, not an array of (bins, histogram) pairs: the compiler
-                    // then keeps the eight pointers in registers instead of reloading them
-                    // after every histogram store.
-                    let (b0, b1, b2, b3) = (*b0, *b1, *b2, *b3);
-                    let h0: &mut [Bin; HIST_BINS] = h0.as_mut_slice().try_into().expect("sized");
-                    let h1: &mut [Bin; HIST_BINS] = h1.as_mut_slice().try_into().expect("sized");
-                    let h2: &mut [Bin; HIST_BINS] = h2.as_mut_slice().try_into().expect("sized");
-                    let h3: &mut [Bin; HIST_BINS] = h3.as_mut_slice().try_into().expect("sized");
-                    for (&r, &(g, h)) in rows.iter().zip(&gh) {
-                        let r = r as usize;
-                        h0[usize::from(b0[r])].add(g, h);
-                        h1[usize::from(b1[r])].add(g, h);
-                        h2[usize::from(b2[r])].add(g, h);
-                        h3[usize::from(b3[r])].add(g, h);
-                    }
-                } else {
-                    for (bins, hist) in bins.iter().zip(hs.iter_mut()) {
-                        for (&r, &(g, h)) in rows.iter().zip(&gh) {
-                            hist[bins[r as usize] as usize].add(g, h);
-                        }
-                    }
-                }
-            }
-            for ((f, parent), hist) in run.into_iter().zip(hists) {
-                if split_own && may(&drawn_own, f) {
-                    best_own = first_best(best_own, self.best_split_of(f, &hist, &own));
-                }
-                let sibling_hist = parent.map(|mut p| {
-                    // Only the feature's own bins: the rest of the `HIST_BINS` stay zero.
-                    for (l, s) in p.iter_mut().zip(&hist).take(self.n_bins[f] + 1) {
-                        l.subtract(s);
-                    }
-                    p
-                });
-                if let (true, Some(h), Some(t)) = (split_sibling, &sibling_hist, &sibling_totals)
-                    && may(&drawn_sibling, f)
-                {
-                    best_sibling = first_best(best_sibling, self.best_split_of(f, h, t));
-                }
-                out.push((f, hist, sibling_hist));
-            }
-            (out, best_own, best_sibling)
-        };
-        let runs: Vec<_> = if self.threads <= 1 || rows.len() < PARALLEL_LEAF_ROWS {
-            vec![work(items)]
-        } else {
-            let per = items.len().div_ceil(self.threads).max(1);
-            let mut chunks: Vec<Vec<(usize, Option<Vec<Bin>>)>> = Vec::new();
-            let mut items = items.into_iter().peekable();
-            while items.peek().is_some() {
-                chunks.push(items.by_ref().take(per).collect());
-            }
-            std::thread::scope(|scope| {
-                let work = &work;
-                let mut chunks = chunks.into_iter();
-                let first = chunks.next();
-                let handles: Vec<_> = chunks.map(|c| scope.spawn(move || work(c))).collect();
-                // The calling thread takes the first run rather than waiting idle.
-                let mut runs = vec![work(first.unwrap_or_default())];
-                runs.extend(
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().expect("a histogram thread panicked")),
-                );
-                runs
-            })
-        };
+        let work = Arc::new(LeafWork {
+            rows: Arc::clone(rows),
+            segments,
+            split_own: self.splittable(&own),
+            split_sibling: sibling_totals.is_some_and(|t| self.splittable(&t)),
+            drawn_own: self.drawn(&own),
+            drawn_sibling: sibling_totals.as_ref().and_then(|t| self.drawn(t)),
+            own,
+            sibling: sibling_totals,
+        });
+        // Every leaf, however small, shares its features out: the pool's helpers are already
+        // waiting, so a run costs them a few µs to pick up (a spawn per leaf cost tens of µs
+        // and kept leaves under 2,048 rows on one thread; 500k rows trained 16% faster).
+        let per = items.len().div_ceil(self.threads).max(1);
+        let mut runs: Vec<Vec<(usize, Option<Vec<Bin>>)>> = Vec::new();
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            runs.push(items.by_ref().take(per).collect());
+        }
+        let runs = pool.map(runs, move |run| self.fill_and_search(&work, run));
         let empty = || -> Vec<Vec<Bin>> { (0..self.n_bins.len()).map(|_| Vec::new()).collect() };
         let (mut own_hist, mut sibling_hist) = (empty(), empty());
         let (mut best_own, mut best_sibling) = (None, None);
@@ -704,13 +915,96 @@ impl Grower<'_> {
         (grown, sibling)
     }
 
-    /// A leaf's rows split by `split`, each side in row order. Big leaves are cut into one
-    /// contiguous run per thread and the runs' sides concatenated in order, which gives the
-    /// same vectors as one pass.
-    fn partition(&self, rows: &[u32], split: &Split) -> (Vec<u32>, Vec<u32>) {
-        let bins = &self.binned.bins[split.feature];
-        let missing_bin = self.n_bins[split.feature];
-        let side = |run: &[u32]| {
+    /// One run of features of `grow_leaves`: their histograms for the leaf, the sibling's by
+    /// subtraction, and both leaves' best splits among them.
+    #[allow(clippy::type_complexity)]
+    fn fill_and_search(
+        &self,
+        w: &LeafWork,
+        run: Vec<(usize, Option<Vec<Bin>>)>,
+    ) -> (
+        Vec<(usize, Vec<Bin>, Option<Vec<Bin>>)>,
+        Option<Split>,
+        Option<Split>,
+    ) {
+        let may = |drawn: &Option<Vec<bool>>, f: usize| drawn.as_ref().is_none_or(|d| d[f]);
+        let mut out = Vec::with_capacity(run.len());
+        let (mut best_own, mut best_sibling): (Option<Split>, Option<Split>) = (None, None);
+        // Every histogram has `HIST_BINS` bins whatever the feature's count, so a `u8`
+        // bin index needs no bounds check in the loops below.
+        let mut hists: Vec<Vec<Bin>> = run
+            .iter()
+            .map(|_| vec![Bin::default(); HIST_BINS])
+            .collect();
+        // Four features per pass over the rows: each row's index and gradients are
+        // loaded once for four histogram updates.
+        for (group, hs) in run.chunks(4).zip(hists.chunks_mut(4)) {
+            let bins: Vec<&[u8]> = group
+                .iter()
+                .map(|(f, _)| self.binned.bins[*f].as_slice())
+                .collect();
+            if let ([b0, b1, b2, b3], [h0, h1, h2, h3]) = (bins.as_slice(), &mut *hs) {
+                // Plain locals, not an array of (bins, histogram) pairs: the compiler
+                // then keeps the eight pointers in registers instead of reloading them
+                // after every histogram store.
+                let (b0, b1, b2, b3) = (*b0, *b1, *b2, *b3);
+                let h0: &mut [Bin; HIST_BINS] = h0.as_mut_slice().try_into().expect("sized");
+                let h1: &mut [Bin; HIST_BINS] = h1.as_mut_slice().try_into().expect("sized");
+                let h2: &mut [Bin; HIST_BINS] = h2.as_mut_slice().try_into().expect("sized");
+                let h3: &mut [Bin; HIST_BINS] = h3.as_mut_slice().try_into().expect("sized");
+                for (range, gh) in &w.segments {
+                    for (&r, &(g, h)) in w.rows[range.clone()].iter().zip(gh) {
+                        let r = r as usize;
+                        h0[usize::from(b0[r])].add(g, h);
+                        h1[usize::from(b1[r])].add(g, h);
+                        h2[usize::from(b2[r])].add(g, h);
+                        h3[usize::from(b3[r])].add(g, h);
+                    }
+                }
+            } else {
+                for (bins, hist) in bins.iter().zip(hs.iter_mut()) {
+                    for (range, gh) in &w.segments {
+                        for (&r, &(g, h)) in w.rows[range.clone()].iter().zip(gh) {
+                            hist[bins[r as usize] as usize].add(g, h);
+                        }
+                    }
+                }
+            }
+        }
+        for ((f, parent), hist) in run.into_iter().zip(hists) {
+            if w.split_own && may(&w.drawn_own, f) {
+                best_own = first_best(best_own, self.best_split_of(f, &hist, &w.own));
+            }
+            let sibling_hist = parent.map(|mut p| {
+                // Only the feature's own bins: the rest of the `HIST_BINS` stay zero.
+                for (l, s) in p.iter_mut().zip(&hist).take(self.n_bins[f] + 1) {
+                    l.subtract(s);
+                }
+                p
+            });
+            if let (true, Some(h), Some(t)) = (w.split_sibling, &sibling_hist, &w.sibling)
+                && may(&w.drawn_sibling, f)
+            {
+                best_sibling = first_best(best_sibling, self.best_split_of(f, h, t));
+            }
+            out.push((f, hist, sibling_hist));
+        }
+        (out, best_own, best_sibling)
+    }
+
+    /// A leaf's rows split by `split`, each side in row order. Big leaves are cut into runs
+    /// the threads claim in turn, and the runs' sides are concatenated in order, which gives
+    /// the same vectors as one pass.
+    fn partition<'s>(
+        &'s self,
+        pool: &Pool<'s>,
+        rows: &Arc<Vec<u32>>,
+        split: &Split,
+    ) -> (Vec<u32>, Vec<u32>) {
+        let split = *split;
+        let side = move |run: &[u32]| {
+            let bins = &self.binned.bins[split.feature];
+            let missing_bin = self.n_bins[split.feature];
             let (mut left, mut right) = (Vec::with_capacity(run.len()), Vec::new());
             for &r in run {
                 let b = bins[r as usize] as usize;
@@ -723,19 +1017,16 @@ impl Grower<'_> {
             }
             (left, right)
         };
-        if self.threads <= 1 || rows.len() < PARALLEL_ROWS {
+        if self.threads <= 1 || rows.len() < PARALLEL_PARTITION_ROWS {
             return side(rows);
         }
-        let parts: Vec<(Vec<u32>, Vec<u32>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = rows
-                .chunks(rows.len().div_ceil(self.threads))
-                .map(|run| scope.spawn(move || side(run)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a partitioning thread panicked"))
-                .collect()
-        });
+        let per = rows.len().div_ceil(self.threads);
+        let runs: Vec<std::ops::Range<usize>> = (0..rows.len())
+            .step_by(per)
+            .map(|a| a..(a + per).min(rows.len()))
+            .collect();
+        let shared = Arc::clone(rows);
+        let parts = pool.map(runs, move |run| side(&shared[run]));
         let n_left = parts.iter().map(|(l, _)| l.len()).sum();
         let (mut left, mut right) = (
             Vec::with_capacity(n_left),
@@ -755,6 +1046,29 @@ impl Grower<'_> {
         mappers: &[BinMapper],
         importance: &mut [f64],
     ) -> (Vec<Node>, Vec<(usize, Vec<u32>)>) {
+        // The helper threads live for the whole tree: every split hands them work through a
+        // channel (a few µs) where a spawn per split cost tens of µs on a VM, too much for the
+        // many small leaves.
+        let (nodes, leaves) = std::thread::scope(|scope| {
+            let pool = Pool::new(scope, self.threads.saturating_sub(1));
+            self.grow_on(&pool, rows, mappers, importance)
+        });
+        // The helpers have been joined: no one else holds a leaf's rows.
+        let members = leaves
+            .into_iter()
+            .map(|(node, rows)| (node, Arc::try_unwrap(rows).unwrap_or_else(|r| r.to_vec())))
+            .collect();
+        (nodes, members)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn grow_on<'s>(
+        &'s self,
+        pool: &Pool<'s>,
+        rows: Vec<u32>,
+        mappers: &[BinMapper],
+        importance: &mut [f64],
+    ) -> (Vec<Node>, Vec<(usize, Arc<Vec<u32>>)>) {
         let p = self.params;
         let leaf_node = |value: f64| Node {
             feature: 0,
@@ -775,7 +1089,8 @@ impl Grower<'_> {
             depth: 0,
             node: 0,
         };
-        let (grown, _) = self.grow_leaves(&rows, totals, None);
+        let rows = Arc::new(rows);
+        let (grown, _) = self.grow_leaves(pool, &rows, totals, None);
         let root = Leaf {
             node: 0,
             rows,
@@ -799,7 +1114,8 @@ impl Grower<'_> {
             let leaf = leaves.swap_remove(i);
             let split = leaf.best.expect("picked leaves have a split");
             importance[split.feature] += split.gain;
-            let (left_rows, right_rows) = self.partition(&leaf.rows, &split);
+            let (left_rows, right_rows) = self.partition(pool, &leaf.rows, &split);
+            let (left_rows, right_rows) = (Arc::new(left_rows), Arc::new(right_rows));
             let (left_idx, right_idx) = (nodes.len(), nodes.len() + 1);
             nodes.push(leaf_node(0.0));
             nodes.push(leaf_node(0.0));
@@ -813,7 +1129,7 @@ impl Grower<'_> {
             };
             // Histogram subtraction: build the smaller child, derive the larger.
             let left_small = left_rows.len() <= right_rows.len();
-            let totals = |rows: &Vec<u32>, g: f64, h: f64, node: usize| Totals {
+            let totals = |rows: &Arc<Vec<u32>>, g: f64, h: f64, node: usize| Totals {
                 n: rows.len(),
                 g,
                 h,
@@ -832,7 +1148,8 @@ impl Grower<'_> {
             } else {
                 (&right_rows, right_t, left_t)
             };
-            let (small, large) = self.grow_leaves(small_rows, small_t, Some((leaf.hist, large_t)));
+            let (small, large) =
+                self.grow_leaves(pool, small_rows, small_t, Some((leaf.hist, large_t)));
             let large = large.expect("a sibling was given");
             let (left, right) = if left_small {
                 (small, large)
@@ -901,6 +1218,30 @@ fn gradients(
             .enumerate()
         {
             scope.spawn(move || run(k * per, raw, y, grad, hess));
+        }
+    });
+}
+
+/// Adds each leaf's value to the raw scores of its rows (sorted), in one contiguous run of
+/// rows per thread: a row gets the same single addition whichever thread makes it.
+fn add_leaf_values(raw: &mut [f64], leaves: &[(f64, &[u32])], threads: usize) {
+    let run = |start: usize, raw: &mut [f64]| {
+        let end = (start + raw.len()) as u32;
+        for &(value, rows) in leaves {
+            let from = rows.partition_point(|&r| r < start as u32);
+            let to = rows.partition_point(|&r| r < end);
+            for &r in &rows[from..to] {
+                raw[r as usize - start] += value;
+            }
+        }
+    };
+    if threads <= 1 || raw.len() < PARALLEL_ROWS {
+        return run(0, raw);
+    }
+    let per = raw.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (k, part) in raw.chunks_mut(per).enumerate() {
+            scope.spawn(move || run(k * per, part));
         }
     });
 }
@@ -1099,12 +1440,11 @@ pub fn train(
         // that leaf, and a bin comparison equals the threshold comparison); the others
         // (out of the row sample, validation rows) walk the tree.
         let grown_on: usize = members.iter().map(|(_, rows)| rows.len()).sum();
-        for (node, rows) in &members {
-            let value = tree.nodes[*node].value;
-            for &r in rows {
-                raw[r as usize] += value;
-            }
-        }
+        let leaf_values: Vec<(f64, &[u32])> = members
+            .iter()
+            .map(|(node, rows)| (tree.nodes[*node].value, rows.as_slice()))
+            .collect();
+        add_leaf_values(&mut raw, &leaf_values, threads);
         if grown_on < x.rows {
             let mut done = vec![false; x.rows];
             for &r in members.iter().flat_map(|(_, rows)| rows) {
@@ -1188,21 +1528,70 @@ mod tests {
             ..Default::default()
         };
         let model = train(&x, &y, None, Objective::Binary, &params, 3).unwrap();
-        let naive: Vec<f64> = (0..n)
-            .map(|r| {
-                model.init_score
-                    + model
-                        .trees
-                        .iter()
-                        .map(|t| t.predict_row(&x, r))
-                        .sum::<f64>()
-            })
-            .collect();
+        // One row at a time through the plain walk, adding the trees in order.
+        let naive = |x: &Matrix| -> Vec<f64> {
+            (0..x.rows)
+                .map(|r| {
+                    let trees = model.trees.iter().map(|t| t.predict_row(x, r));
+                    model.init_score + trees.sum::<f64>()
+                })
+                .collect()
+        };
+        let expected = naive(&x);
         for threads in [1, 2, 3] {
             let got = model.predict_raw_on(&x, threads);
             assert_eq!(got.len(), n);
             // The same additions in the same order: the same bits.
-            assert_eq!(got, naive, "threads {threads}");
+            assert_eq!(got, expected, "threads {threads}");
         }
+
+        // Scoring rows the training data never had: values exactly at split thresholds (the
+        // rank layout's edge: `<=` goes left), infinities, and missing values in every column.
+        let split_values: Vec<Vec<f64>> = (0..3)
+            .map(|f| {
+                model
+                    .trees
+                    .iter()
+                    .flat_map(|t| &t.nodes)
+                    .filter(|node| node.left != 0 && node.feature as usize == f)
+                    .map(|node| node.threshold)
+                    .collect()
+            })
+            .collect();
+        assert!(
+            split_values.iter().all(|t| !t.is_empty()),
+            "every feature splits"
+        );
+        let edge: Vec<Vec<f64>> = (0..3)
+            .map(|f| {
+                (0..n)
+                    .map(|i| match i % 6 {
+                        0 | 1 => split_values[f][(i / 6 + f) % split_values[f].len()],
+                        2 => f64::INFINITY,
+                        3 => f64::NEG_INFINITY,
+                        4 => f64::NAN,
+                        _ => x.get(i, f),
+                    })
+                    .collect()
+            })
+            .collect();
+        let edge = Matrix::from_columns(edge);
+        let expected = naive(&edge);
+        for threads in [1, 2] {
+            assert_eq!(
+                model.predict_raw_on(&edge, threads),
+                expected,
+                "threads {threads}"
+            );
+        }
+        // Both directions of missing values were learned, so both block columns are used.
+        let nodes = || {
+            model
+                .trees
+                .iter()
+                .flat_map(|t| &t.nodes)
+                .filter(|n| n.left != 0)
+        };
+        assert!(nodes().any(|n| n.default_left) && nodes().any(|n| !n.default_left));
     }
 }
