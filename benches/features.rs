@@ -7,6 +7,7 @@
 //!
 //! Each run collects the whole result, as the peers do; the checksum query then runs over the
 //! collected batches, outside the timing, so every tool's result is compared by the same sums.
+//! `FEATURES_EXPLAIN=1` first prints EXPLAIN ANALYZE (each operator's time and rows).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +44,14 @@ fn main() {
                 ctx.register_parquet(name, path, Default::default())
                     .await
                     .expect("register");
+            }
+            if run == 0 && std::env::var_os("FEATURES_EXPLAIN").is_some() {
+                // Profiling aid: the physical plan with each operator's time and rows.
+                let plan = ctx
+                    .sql(&format!("EXPLAIN ANALYZE {query}"))
+                    .await
+                    .expect("explain");
+                plan.show().await.expect("explain");
             }
             let start = Instant::now();
             let batches = ctx

@@ -14,7 +14,7 @@
 # the time budget; a release build is faster still, so the ratios never flatter nightjar.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-QUICK=0; RENDER=1; ONLY="gbt,features,contracts,asof,orchestration"
+QUICK=0; RENDER=1; ONLY="gbt,features,contracts,asof,orchestration,e2e,spill"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
