@@ -275,7 +275,9 @@ def render(results, quick):
             f"- {info.get('rustc', '')}; {info.get('python', '')}",
             f"- peers: {info.get('peers', '?')}",
             f"- results: `{results}` (every run's output); the whole suite took "
-            f"{sum(took.values()) / 60:.1f} min ({', '.join(f'{b} {s} s' for b, s in took.items())})",
+            f"{sum(took.values()) / 60:.1f} min ({', '.join(f'{b} {s} s' for b, s in took.items())})"
+            + ("" if quick or len(took) < len(SECTIONS) else
+               f", goal: {verdict(sum(took.values()) / 60, 20, quick, unit='min')}"),
             "- ratios are nightjar / peer, lower is better, medians of the runs in the same suite run; "
             "the machine is shared and noisy, so only the ratios compare across days", ""]
     for bench, title, fn in SECTIONS:

@@ -18,6 +18,8 @@ import statistics
 import sys
 
 LINE = re.compile(r"^BENCH (.*)$")
+# key=value, where a bracketed value may hold spaces (`check_all=[3.58, 3.75]`).
+PAIR = re.compile(r"(\w+)=(\[[^\]]*\]|\S+)")
 
 
 def parse(path):
@@ -27,7 +29,7 @@ def parse(path):
         for line in f:
             m = LINE.match(line.strip())
             if m:
-                rows.append(dict(kv.split("=", 1) for kv in m.group(1).split() if "=" in kv))
+                rows.append(dict(PAIR.findall(m.group(1))))
     return rows
 
 

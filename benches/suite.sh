@@ -4,7 +4,7 @@
 # (medians, ratios nightjar / peer, peak memory, versions, the goal next to each figure).
 #
 # Usage: benches/suite.sh [--quick] [--only gbt,features,...] [--no-render]
-#   default  the full sizes (about 20 minutes on 2 cores); rewrites BENCHMARKS.md's tables
+#   default  the full sizes (59.5 min on 2 cores on 2026-12-07, against a goal of 20); rewrites BENCHMARKS.md's tables
 #   --quick  small sizes, one round each: checks that every benchmark runs and that the tools'
 #            results agree (CI runs this); prints the tables, leaves BENCHMARKS.md alone
 # Binaries: NIGHTJAR_BIN, FEATURES_BIN, ASOF_BIN, ORCH_BIN and GBT_BIN use binaries already
