@@ -106,7 +106,8 @@ for r in $(seq "$RUNS"); do
   e=$(date +%s%N)
   kill $WATCH; wait $WATCH 2>/dev/null || true
   if [ $code != 0 ]; then
-    echo "nightjar failed (exit $code):" >&2; tail -n 20 "$PROJECT/rss" >&2
+    # Its own messages went to stderr above; the run JSON says which task failed and why.
+    echo "nightjar failed (exit $code):" >&2
     "$PY" -c 'import json,sys; [print(t["id"], t["status"], t.get("error","")) for t in json.load(open(sys.argv[1]))["tasks"]]' "$PROJECT/run.json" >&2 || true
     FAIL=1; AGREE=0; continue
   fi
