@@ -2,6 +2,8 @@
 //! LightGBM: features are bucketed into at most 255 value bins plus a missing bin, each leaf
 //! keeps a (gradient, hessian, count) histogram per feature, the larger child's histogram is
 //! the parent's minus the smaller child's, and the leaf with the best gain is split next.
+//! Big leaves fill histograms from column-major bins, small ones (scattered rows) from a
+//! row-major copy, with the bins of rows ahead prefetched: the same sums either way.
 //!
 //! Missing values (NaN) get their own bin; each split tries sending them left and right and
 //! keeps the better side as the node's default direction, which prediction then follows.
@@ -478,9 +480,15 @@ fn midpoint(a: f64, b: f64) -> f64 {
     if m >= b { a } else { m }
 }
 
-/// Bins of every row, feature-major.
+/// Bins of every row, twice: feature-major for passes over big leaves (each column read in
+/// row order, which the hardware prefetcher follows) and row-major for small ones, whose rows
+/// are scattered: a row's bins then share one or two cache lines where the columns cost one
+/// miss per feature.
 struct Binned {
     bins: Vec<Vec<u8>>,
+    /// Row `r`'s bins at `by_row[r * stride..][..stride]`.
+    by_row: Vec<u8>,
+    stride: usize,
 }
 
 impl Binned {
@@ -489,8 +497,19 @@ impl Binned {
             .iter()
             .enumerate()
             .map(|(f, m)| x.column(f).iter().map(|&v| m.bin(v)).collect())
-            .collect();
-        Binned { bins }
+            .collect::<Vec<Vec<u8>>>();
+        let stride = bins.len().max(1);
+        let mut by_row = vec![0u8; x.rows * stride];
+        for (r, row) in by_row.chunks_exact_mut(stride).enumerate() {
+            for (b, column) in row.iter_mut().zip(&bins) {
+                *b = column[r];
+            }
+        }
+        Binned {
+            bins,
+            by_row,
+            stride,
+        }
     }
 }
 
@@ -544,6 +563,64 @@ struct Split {
 
 /// Rows ahead whose bins a histogram pass asks the cache for.
 const PREFETCH_AHEAD: usize = 32;
+
+/// A leaf with fewer rows than this share (1/32) of the matrix's rows fills its histograms
+/// from the row-major bins. At 1M rows, leaves of 2k to 8k rows took 285 ns a row
+/// column-wise (14 cache misses a row on each thread) and 100 ns row-wise, and the whole
+/// training 41.5 s against 60.6 s, the same model; 1/8 and 1/16 were no faster than 1/32.
+const BY_ROW_SHARE: usize = 32;
+
+/// One pass over a small leaf's rows adding each row's gradient pair to the histograms of
+/// `features` (`hists`, in the same order), reading the row-major bins: one or two cache
+/// lines a row, asked for `PREFETCH_AHEAD` rows ahead.
+fn fill_by_row(w: &LeafWork, binned: &Binned, features: &[usize], hists: &mut [Vec<Bin>]) {
+    let mut hists: Vec<&mut [Bin; HIST_BINS]> = hists
+        .iter_mut()
+        .map(|h| h.as_mut_slice().try_into().expect("HIST_BINS bins"))
+        .collect();
+    let (by_row, stride) = (&binned.by_row, binned.stride);
+    for (range, gh) in &w.segments {
+        let rows = &w.rows[range.clone()];
+        for (i, (&r, &(g, h))) in rows.iter().zip(gh).enumerate() {
+            if let Some(&ahead) = rows.get(i + PREFETCH_AHEAD) {
+                // A row's bins may straddle two lines.
+                let at = ahead as usize * stride;
+                prefetch_index(by_row, at);
+                prefetch_index(by_row, at + stride - 1);
+            }
+            let row = &by_row[r as usize * stride..][..stride];
+            for (hist, &f) in hists.iter_mut().zip(features) {
+                hist[usize::from(row[f])].add(g, h);
+            }
+        }
+    }
+}
+
+/// A big leaf's histograms of `features` (`hists`, in the same order) in passes over its rows
+/// of at most `PASS_FEATURES` features, as even as possible: a thread's 14 features go as 4,
+/// 4, 3, 3, where 4, 4, 4, 2 made the last pass re-read every row for two features (with
+/// prefetching, 1M rows trained in 6% less time).
+fn fill_by_columns(w: &LeafWork, binned: &Binned, features: &[usize], hists: &mut [Vec<Bin>]) {
+    let passes = features.len().div_ceil(PASS_FEATURES);
+    let mut rest = hists;
+    let mut done = 0;
+    for k in 1..=passes {
+        let end = features.len() * k / passes;
+        let (hs, tail) = std::mem::take(&mut rest).split_at_mut(end - done);
+        rest = tail;
+        let bins: Vec<&[u8]> = features[done..end]
+            .iter()
+            .map(|&f| binned.bins[f].as_slice())
+            .collect();
+        done = end;
+        match bins.len() {
+            1 => fill_pass::<1>(w, &bins, hs),
+            2 => fill_pass::<2>(w, &bins, hs),
+            3 => fill_pass::<3>(w, &bins, hs),
+            _ => fill_pass::<PASS_FEATURES>(w, &bins, hs),
+        }
+    }
+}
 
 /// Features whose histograms one pass over a leaf's rows fills.
 const PASS_FEATURES: usize = 4;
@@ -599,6 +676,8 @@ struct LeafWork {
     split_sibling: bool,
     drawn_own: Option<Vec<bool>>,
     drawn_sibling: Option<Vec<bool>>,
+    /// Fill from the row-major bins (a small leaf).
+    by_row: bool,
 }
 
 /// How long a pool thread polls for work (or results) before it sleeps: the next split's
@@ -781,6 +860,8 @@ struct Grower<'a> {
     /// by a hash of (`seed`, the leaf's node index), so the draw is the same on any thread.
     split_draw: Option<(usize, u64)>,
     threads: usize,
+    /// Leaves with fewer rows fill their histograms row-major (`Prepared::by_row_below`).
+    by_row_below: usize,
 }
 
 /// SplitMix64's finalizer: a well-mixed 64-bit hash of `z`.
@@ -917,6 +998,7 @@ impl Grower<'_> {
             drawn_sibling: sibling_totals.as_ref().and_then(|t| self.drawn(t)),
             own,
             sibling: sibling_totals,
+            by_row: rows.len() < self.by_row_below,
         });
         // Every leaf, however small, shares its features out: the pool's helpers are already
         // waiting, so a run costs them a few µs to pick up (a spawn per leaf cost tens of µs
@@ -973,27 +1055,11 @@ impl Grower<'_> {
             .iter()
             .map(|_| vec![Bin::default(); HIST_BINS])
             .collect();
-        // Passes of at most `PASS_FEATURES` features, as even as possible: a thread's 14
-        // features go as 4, 4, 3, 3, where 4, 4, 4, 2 made the last pass re-read every row
-        // for two features (with prefetching, 1M rows trained in 6% less time).
-        let passes = run.len().div_ceil(PASS_FEATURES);
-        let mut rest: &mut [Vec<Bin>] = &mut hists;
-        let mut done = 0;
-        for k in 1..=passes {
-            let end = run.len() * k / passes;
-            let (hs, tail) = std::mem::take(&mut rest).split_at_mut(end - done);
-            rest = tail;
-            let bins: Vec<&[u8]> = run[done..end]
-                .iter()
-                .map(|(f, _)| self.binned.bins[*f].as_slice())
-                .collect();
-            done = end;
-            match bins.len() {
-                1 => fill_pass::<1>(w, &bins, hs),
-                2 => fill_pass::<2>(w, &bins, hs),
-                3 => fill_pass::<3>(w, &bins, hs),
-                _ => fill_pass::<PASS_FEATURES>(w, &bins, hs),
-            }
+        let features: Vec<usize> = run.iter().map(|(f, _)| *f).collect();
+        if w.by_row {
+            fill_by_row(w, self.binned, &features, &mut hists);
+        } else {
+            fill_by_columns(w, self.binned, &features, &mut hists);
         }
         for ((f, parent), hist) in run.into_iter().zip(hists) {
             if w.split_own && may(&w.drawn_own, f) {
@@ -1302,6 +1368,9 @@ pub(super) struct Prepared {
     mappers: Vec<BinMapper>,
     binned: Binned,
     n_bins: Vec<usize>,
+    /// Leaves with fewer rows (1/`BY_ROW_SHARE` of the matrix's) fill their histograms from
+    /// the row-major bins; the model is the same either way.
+    by_row_below: usize,
 }
 
 pub(super) fn prepare(x: &Matrix, rows: &[u32], max_bins: usize, rng: &mut ChaCha8Rng) -> Prepared {
@@ -1324,6 +1393,7 @@ pub(super) fn prepare(x: &Matrix, rows: &[u32], max_bins: usize, rng: &mut ChaCh
         mappers,
         binned,
         n_bins,
+        by_row_below: x.rows / BY_ROW_SHARE,
     }
 }
 
@@ -1355,6 +1425,7 @@ pub(super) fn grow_tree(
         features: input.features,
         split_draw: input.split_draw,
         threads: input.threads,
+        by_row_below: prepared.by_row_below,
     };
     let (nodes, members) = grower.grow(input.rows, &prepared.mappers, importance);
     (Tree { nodes }, members)
@@ -1519,6 +1590,71 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_major_and_column_fills_grow_the_same_tree() {
+        // 3,000 rows of 5 scrambled features (one with missing values) and a signal, and
+        // uneven gradients and hessians: every split depends on the histograms' sums.
+        let n = 3000u64;
+        let cols: Vec<Vec<f64>> = (0..5u64)
+            .map(|c| {
+                (0..n)
+                    .map(|i| {
+                        let h = (i * 64 + c).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+                        match c == 2 && h % 7 == 0 {
+                            true => f64::NAN,
+                            false => (h % 997) as f64 / 99.7 - 5.0,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let x = Matrix::from_columns(cols);
+        let p: Vec<f64> = (0..n)
+            .map(|i| 0.2 + 0.6 * ((i * 37 % 101) as f64 / 100.0))
+            .collect();
+        let y: Vec<f64> = (0..x.rows)
+            .map(|i| f64::from(u8::from(x.get(i, 0) + x.get(i, 1) * x.get(i, 3) > 0.0)))
+            .collect();
+        let grad: Vec<f64> = p.iter().zip(&y).map(|(p, y)| p - y).collect();
+        let hess: Vec<f64> = p.iter().map(|p| p * (1.0 - p)).collect();
+        let rows: Vec<u32> = (0..n as u32).collect();
+        let params = GbtParams {
+            num_leaves: 63,
+            min_data_in_leaf: 5,
+            ..Default::default()
+        };
+        let mut prepared = prepare(
+            &x,
+            &rows,
+            params.max_bins,
+            &mut ChaCha8Rng::seed_from_u64(7),
+        );
+        let mut grow = |by_row_below: usize| {
+            prepared.by_row_below = by_row_below;
+            let mut importance = vec![0.0; x.cols];
+            let input = TreeInput {
+                rows: rows.clone(),
+                grad: &grad,
+                hess: &hess,
+                features: (0..x.cols).collect(),
+                split_draw: None,
+                threads: 2,
+            };
+            let (tree, members) = grow_tree(&prepared, &params, input, &mut importance);
+            (tree, members, importance)
+        };
+        let by_columns = grow(0);
+        let by_row = grow(usize::MAX);
+        assert_eq!(
+            by_columns.0.nodes.len(),
+            2 * 63 - 1,
+            "the tree grew every leaf"
+        );
+        assert_eq!(by_columns.0, by_row.0);
+        assert_eq!(by_columns.1, by_row.1);
+        assert_eq!(by_columns.2, by_row.2);
+    }
 
     #[test]
     fn blocked_prediction_equals_the_row_at_a_time_sum_on_any_thread_count() {
