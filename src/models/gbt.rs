@@ -627,10 +627,11 @@ const PASS_FEATURES: usize = 4;
 
 /// One pass over a leaf's rows adding each row's gradient pair to the histograms of `N`
 /// features (`bins`, `hists`): a row's index and gradients are loaded once for `N` updates.
-/// A deep leaf's rows are scattered over the bin columns, one cache miss per row and
-/// feature, so the bins `PREFETCH_AHEAD` rows on are asked for before they are needed
-/// (1M rows trained in 15% less time). The arrays are fixed-size locals: the compiler keeps
-/// the `2N` pointers in registers and unrolls the updates.
+/// Below the root a leaf's rows skip through the bin columns (at 1/32 of the rows, a new
+/// cache line every other row), so the bins `PREFETCH_AHEAD` rows on are asked for before
+/// they are needed: 1M rows trained in 15% less time, measured when every leaf took this
+/// path. The arrays are fixed-size locals: the compiler keeps the `2N` pointers in registers
+/// and unrolls the updates.
 #[inline(always)]
 fn fill_pass<const N: usize>(w: &LeafWork, bins: &[&[u8]], hists: &mut [Vec<Bin>]) {
     let bins: [&[u8]; N] = bins.try_into().expect("N bin columns");
