@@ -489,6 +489,9 @@ struct Binned {
     /// Row `r`'s bins at `by_row[r * stride..][..stride]`.
     by_row: Vec<u8>,
     stride: usize,
+    /// Leaves with fewer rows (1/`BY_ROW_SHARE` of the matrix's) fill their histograms from
+    /// `by_row`; the model is the same either way.
+    by_row_below: usize,
 }
 
 impl Binned {
@@ -509,6 +512,7 @@ impl Binned {
             bins,
             by_row,
             stride,
+            by_row_below: x.rows / BY_ROW_SHARE,
         }
     }
 }
@@ -677,8 +681,6 @@ struct LeafWork {
     split_sibling: bool,
     drawn_own: Option<Vec<bool>>,
     drawn_sibling: Option<Vec<bool>>,
-    /// Fill from the row-major bins (a small leaf).
-    by_row: bool,
 }
 
 /// How long a pool thread polls for work (or results) before it sleeps: the next split's
@@ -861,8 +863,6 @@ struct Grower<'a> {
     /// by a hash of (`seed`, the leaf's node index), so the draw is the same on any thread.
     split_draw: Option<(usize, u64)>,
     threads: usize,
-    /// Leaves with fewer rows fill their histograms row-major (`Prepared::by_row_below`).
-    by_row_below: usize,
 }
 
 /// SplitMix64's finalizer: a well-mixed 64-bit hash of `z`.
@@ -999,7 +999,6 @@ impl Grower<'_> {
             drawn_sibling: sibling_totals.as_ref().and_then(|t| self.drawn(t)),
             own,
             sibling: sibling_totals,
-            by_row: rows.len() < self.by_row_below,
         });
         // Every leaf, however small, shares its features out: the pool's helpers are already
         // waiting, so a run costs them a few µs to pick up (a spawn per leaf cost tens of µs
@@ -1057,7 +1056,7 @@ impl Grower<'_> {
             .map(|_| vec![Bin::default(); HIST_BINS])
             .collect();
         let features: Vec<usize> = run.iter().map(|(f, _)| *f).collect();
-        if w.by_row {
+        if w.rows.len() < self.binned.by_row_below {
             fill_by_row(w, self.binned, &features, &mut hists);
         } else {
             fill_by_columns(w, self.binned, &features, &mut hists);
@@ -1369,9 +1368,6 @@ pub(super) struct Prepared {
     mappers: Vec<BinMapper>,
     binned: Binned,
     n_bins: Vec<usize>,
-    /// Leaves with fewer rows (1/`BY_ROW_SHARE` of the matrix's) fill their histograms from
-    /// the row-major bins; the model is the same either way.
-    by_row_below: usize,
 }
 
 pub(super) fn prepare(x: &Matrix, rows: &[u32], max_bins: usize, rng: &mut ChaCha8Rng) -> Prepared {
@@ -1394,7 +1390,6 @@ pub(super) fn prepare(x: &Matrix, rows: &[u32], max_bins: usize, rng: &mut ChaCh
         mappers,
         binned,
         n_bins,
-        by_row_below: x.rows / BY_ROW_SHARE,
     }
 }
 
@@ -1426,7 +1421,6 @@ pub(super) fn grow_tree(
         features: input.features,
         split_draw: input.split_draw,
         threads: input.threads,
-        by_row_below: prepared.by_row_below,
     };
     let (nodes, members) = grower.grow(input.rows, &prepared.mappers, importance);
     (Tree { nodes }, members)
@@ -1632,7 +1626,7 @@ mod tests {
             &mut ChaCha8Rng::seed_from_u64(7),
         );
         let mut grow = |by_row_below: usize| {
-            prepared.by_row_below = by_row_below;
+            prepared.binned.by_row_below = by_row_below;
             let mut importance = vec![0.0; x.cols];
             let input = TreeInput {
                 rows: rows.clone(),
