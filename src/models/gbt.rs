@@ -1096,10 +1096,7 @@ impl Grower<'_> {
             let bins = &self.binned.bins[split.feature];
             let missing_bin = self.n_bins[split.feature];
             let (mut left, mut right) = (Vec::with_capacity(run.len()), Vec::new());
-            for (i, &r) in run.iter().enumerate() {
-                if let Some(&a) = run.get(i + PREFETCH_AHEAD) {
-                    prefetch_index(bins, a as usize);
-                }
+            for &r in run {
                 let b = bins[r as usize] as usize;
                 let go_left = if b == missing_bin {
                     split.default_left
